@@ -565,7 +565,7 @@ def _cron_name(o: dict[str, Any]) -> str:
 def _p_cron(o: dict[str, Any], lim: Limits) -> Command:
     name = _cron_name(o)
     queue = _queue(o, lim)
-    data = encode_payload(o.get("data"), "data", lim)
+    data = encode_payload(_required(o, "data"), "data", lim)  # required, null allowed
     schedule = _str(_required(o, "schedule"), "schedule", MAX_KEY_BYTES)
     prio = o.get("priority")
     priority = 0 if prio is None else _int(prio, "priority", I32_MIN, I32_MAX)

@@ -131,3 +131,26 @@ class WorkerUnavailable(Unavailable):
 class ShuttingDown(Unavailable):
     def __init__(self) -> None:
         super().__init__("Server shutting down")
+
+
+def error_kind(e: QueueError) -> str:
+    """The name another worker uses to rebuild this error (see `rebuild`)."""
+    return type(e).__name__
+
+
+def rebuild(kind: str, message: str) -> QueueError:
+    """Recreate an error that another worker raised, with its status codes intact."""
+    cls = _BY_NAME.get(kind, QueueError)
+    err = cls.__new__(cls)
+    QueueError.__init__(err, message)
+    return err
+
+
+def _subclasses(c: type[QueueError]) -> list[type[QueueError]]:
+    out = [c]
+    for s in c.__subclasses__():
+        out.extend(_subclasses(s))
+    return out
+
+
+_BY_NAME = {c.__name__: c for c in _subclasses(QueueError)}

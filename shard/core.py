@@ -345,14 +345,19 @@ class Shard:
     def push(
         self, queue: str, spec: JobSpec, now: int, dep_states: Mapping[int, str] | None = None
     ) -> int:
-        q = self.queue(queue)
+        # The queue is created only once the job is admitted: a refused push must not make a
+        # queue appear in LISTQUEUES (it lists queues that held a job or have a setting).
+        q = self.queues.get(queue)
         key = spec.unique_key
-        if key is not None and key in q.unique:
+        if key is not None and q is not None and key in q.unique:
             raise DuplicateJob(key)
+        pending: list[int] | None = None
+        failed: int | None = None
         if spec.depends_on:
             pending, failed = self._dep_plan(spec.depends_on, dep_states)
-            return self._admit(q, spec, now, pending, failed)
-        return self._admit(q, spec, now, None, None)
+        if q is None:
+            q = self.queue(queue)
+        return self._admit(q, spec, now, pending, failed)
 
     def push_batch(
         self,
@@ -362,14 +367,15 @@ class Shard:
         dep_states: Mapping[int, str] | None = None,
     ) -> list[int]:
         """All or nothing: every check runs before the first job is admitted."""
-        q = self.queue(queue)
+        existing = self.queues.get(queue)
+        held = existing.unique if existing is not None else {}
         seen: set[str] = set()
         plans: list[tuple[list[int], int | None] | None] = []
         any_deps = False
         for spec in specs:
             key = spec.unique_key
             if key is not None:
-                if key in q.unique or key in seen:
+                if key in held or key in seen:
                     raise DuplicateJob(key)
                 seen.add(key)
             if spec.depends_on:
@@ -377,6 +383,9 @@ class Shard:
                 plans.append(self._dep_plan(spec.depends_on, dep_states))
             else:
                 plans.append(None)
+        if not specs:
+            return []
+        q = self.queue(queue)
         admit = self._admit
         if not any_deps and not seen:
             return [admit(q, spec, now, None, None) for spec in specs]
@@ -617,6 +626,7 @@ class Shard:
         self._win_lat[slot] += lat
         self.done[jid] = result
         self.done_order.append((now, jid))
+        self._alarm(now + self.config.completed_ttl_ms + 1)  # age eviction needs a tick
         if len(self.done) > self.config.completed_keep:
             self._evict_done(now)
         self.events.append(("completed", q.name, jid, now, result))
@@ -855,6 +865,12 @@ class Shard:
             self.events.append(("retried", q.name, jid, now, job.progress_msg))
             self._touch(jid)
             self._enqueue(job, q, now)
+            if job.ttl:
+                # Its TTL entry may have been dropped while it sat in the DLQ: arm it again, so
+                # expiry stays eager (a deadline already past fires at the next tick).
+                t = job.created_at + job.ttl + 1
+                heapq.heappush(self.ttls, t << ID_BITS | jid)
+                self._alarm(t)
             n += 1
         return n
 

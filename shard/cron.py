@@ -34,7 +34,8 @@ class Schedule:
         if self.interval_ms:
             return after_ms + self.interval_ms
         it = croniter(self.text, after_ms / 1000.0, second_at_beginning=self.fields >= 6)
-        return round(it.get_next(float) * 1000)
+        nxt: float = it.get_next(float)
+        return round(nxt * 1000)
 
 
 def parse_schedule(text: str, now_ms: int) -> Schedule:
