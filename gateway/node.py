@@ -36,6 +36,7 @@ from proto.commands import JobSpec, decode_line, parse_command
 from proto.errors import QueueError
 from shard.core import CoreConfig
 from shard.pending import Pending, gather
+from shard.persistence.writer import Persistence
 from shard.routing import owner_of, shard_of_name, shards_of_worker
 from shard.runtime import Ctx, ShardHost
 
@@ -72,6 +73,9 @@ class Node:
         self.bus = EventBus(self, config.subscriber_buffer)
         self.router = Router(self)
         self.handoff = Handoff(self) if config.handoff and config.workers > 1 else None
+        self.persistence: Persistence | None = None
+        if config.database_url:
+            self.persistence = Persistence(self.host, config.database_url)
         self._tokens = itertools.count(1)
         self.conns: set[ClientConn] = set()
         self.stopping = False
@@ -79,6 +83,8 @@ class Node:
         self._listeners: list[socket.socket] = []
         self.bound_ports: dict[str, int] = {}
         self.services: list[Service] = []
+        # Extra PART names a service answers for its peers (e.g. the HTTP gateway's webhooks).
+        self.part_handlers: dict[str, Callable[[Any], Any]] = {}
 
     def new_token(self) -> int:
         return self.pid << _TOKEN_SHIFT | next(self._tokens)
@@ -135,7 +141,8 @@ class Node:
 
     def serve_part(self, link: Link, rid: int, name: str, args: Any) -> None:
         try:
-            value = self.host.part(name, args)
+            handler = self.part_handlers.get(name)
+            value = self.host.part(name, args) if handler is None else handler(args)
         except QueueError as e:
             LinkHub.reply(link, rid, e)
             return
@@ -146,6 +153,9 @@ class Node:
 
     def link_up(self, peer: int) -> None:
         self.bus.link_up(peer)
+        # The peer may have restarted: its watch registrations for our waiting children are gone.
+        n = self.workers
+        self.host.rewatch(lambda parent: owner_of(parent % 32, n) == peer)
 
     def link_down(self, peer: int, pid: int) -> None:
         self.bus.link_down(peer)
@@ -189,6 +199,9 @@ class Node:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as core:
                 await core.start(self.host.run_timer)
+                if self.persistence is not None:
+                    # Recover before anyone (peer or client) can reach these shards.
+                    await self.persistence.start(core)
                 await core.start(self.hub.run)
                 if self.handoff is not None:
                     await core.start(self.handoff.serve)
@@ -218,6 +231,8 @@ class Node:
                     front.cancel_scope.cancel()
                 for service in reversed(self.services):
                     await service.stop()
+                if self.persistence is not None:
+                    await self.persistence.stop()
                 self.hub.closing = True
                 core.cancel_scope.cancel()
 

@@ -88,6 +88,14 @@ HIST_BOUNDS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 
 
 # A deadline heap is compacted when it grows past max(this, 2x its size after the last pass).
 _COMPACT_MIN = 4096
+_TOTALS = (
+    "total_pushed",
+    "total_completed",
+    "total_failed",
+    "total_expired",
+    "total_retried",
+    "total_cancelled",
+)
 _RATE_WINDOW_S = 10
 
 
@@ -159,7 +167,7 @@ class Queue:
         self.delayed = 0
         self.active = 0
         self.children = 0  # waiting-children
-        self.dlq: dict[int, None] = {}  # insertion order = arrival order (oldest first)
+        self.dlq: dict[int, int] = {}  # id -> arrival time; insertion order = oldest first
         self.unique: dict[str, int] = {}  # held unique key -> job id
         self.paused = False
         self.rate_limit: int | None = None
@@ -259,6 +267,7 @@ class Shard:
         self.dirty: set[int] | None = set() if track_changes else None
         self.dirty_queues: set[str] = set()
         self.dirty_crons: set[str] = set()
+        self._restored_active: list[Job] = []
 
     # ------------------------------------------------------------ helpers
 
@@ -701,7 +710,7 @@ class Shard:
         self._leave(job)
         job.state = FAILED
         job.progress_msg = reason
-        q.dlq[job.id] = None
+        q.dlq[job.id] = now
         key = job.unique_key
         if key is not None and q.unique.get(key) == job.id:
             del q.unique[key]
@@ -1009,9 +1018,12 @@ class Shard:
         done = self.done
         keep = self.config.completed_keep
         horizon = now - self.config.completed_ttl_ms
+        dirty = self.dirty
         while order and (len(done) > keep or order[0][0] < horizon):
             _, jid = order.popleft()
             done.pop(jid, None)
+            if dirty is not None:
+                dirty.add(jid)  # its stored row goes too
 
     def _compact_queue(self, q: Queue) -> None:
         jobs = self.jobs
@@ -1060,6 +1072,111 @@ class Shard:
         heapq.heapify(live)
         setattr(self, which, live)
         self._compact_at[which] = max(_COMPACT_MIN, 2 * len(live))
+
+    # ------------------------------------------------------------ restore (persistence)
+    # Rebuild a shard from stored rows at start. Nothing here marks anything dirty: the state
+    # equals what is stored, except what `finish_restore` changes on purpose.
+
+    def restore_meta(self, seq: int, totals: Mapping[str, int]) -> None:
+        self.seq = max(self.seq, seq)
+        for k in _TOTALS:
+            setattr(self, k, int(totals.get(k, 0)))
+
+    def restore_queue(
+        self, name: str, paused: bool, rate_limit: int | None, concurrency: int | None, now: int
+    ) -> None:
+        q = self.queue(name)
+        q.paused = paused
+        q.concurrency = concurrency
+        q.rate_limit = rate_limit
+        if rate_limit is not None:
+            q.tokens = float(rate_limit)
+            q.tokens_at = now
+
+    def restore_cron(
+        self,
+        name: str,
+        queue: str,
+        data: bytes,
+        schedule: str,
+        priority: int,
+        next_run: int,
+        now: int,
+    ) -> None:
+        sched = parse_schedule(schedule, now)
+        self.crons[name] = CronEntry(name, queue, data, sched, priority, next_run)
+        heapq.heappush(self.cron_heap, (next_run, name))
+
+    def restore_done(self, job_id: int, result: bytes | None, completed_at: int) -> None:
+        """A completed job (call in completion order)."""
+        self.done[job_id] = result
+        self.done_order.append((completed_at, job_id))
+        self.seq = max(self.seq, job_id // NUM_SHARDS)
+
+    def restore_job(self, r: Mapping[str, Any], now: int) -> None:
+        """A live job from its stored row (`state` is a small int of shard.job)."""
+        q = self.queue(r["queue"])
+        job = Job()
+        jid = job.id = int(r["id"])
+        job.q = q
+        job.data = bytes(r["data"])
+        job.priority = r["priority"]
+        job.created_at = r["created_at"]
+        job.run_at = r["run_at"]
+        job.started_at = r["started_at"]
+        job.attempts = r["attempts"]
+        job.max_attempts = r["max_attempts"]
+        job.backoff = r["backoff"]
+        job.ttl = r["ttl"]
+        job.timeout = r["timeout"]
+        job.unique_key = key = r["unique_key"]
+        job.depends_on = tuple(r["depends_on"] or ())
+        job.progress = r["progress"]
+        job.progress_msg = r["progress_msg"]
+        job.tags = tuple(r["tags"] or ())
+        job.owner = None
+        job.hkey = None
+        self.jobs[jid] = job
+        self.seq = max(self.seq, jid // NUM_SHARDS)
+        state = r["state"]
+        if state == FAILED:
+            job.state = FAILED
+            q.dlq[jid] = r["dlq_at"]
+            return
+        if key is not None:
+            q.unique[key] = jid
+        if job.ttl:
+            heapq.heappush(self.ttls, (job.created_at + job.ttl + 1) << ID_BITS | jid)
+        pending = [int(p) for p in (r["pending_deps"] or ())]
+        if state == WAITING_CHILDREN and pending:
+            job.state = WAITING_CHILDREN
+            q.children += 1
+            self.pending_deps[jid] = set(pending)
+            for p in pending:
+                self.waiting_for.setdefault(p, []).append(jid)
+        elif state == ACTIVE:
+            job.state = ACTIVE
+            q.active += 1
+            self._restored_active.append(job)
+        else:
+            self._enqueue(job, q, now)
+
+    def finish_restore(self, now: int) -> None:
+        """After every row is in: DLQ order, and active jobs failed as lost (their workers
+        are gone with the old process), under the usual retry rules."""
+        for q in self.queues.values():
+            if q.dlq:
+                q.dlq = dict(sorted(q.dlq.items(), key=lambda kv: (kv[1], kv[0])))
+        active, self._restored_active = self._restored_active, []
+        for job in active:
+            self._fail_active(job, LOST_WORKER, now)
+        self._evict_done(now)
+        self.events.clear()
+        self.wake_at = self.next_deadline()
+
+    def pending_parents(self) -> dict[int, list[int]]:
+        """Parents that local waiting-children still wait for -> those children."""
+        return {p: list(c) for p, c in self.waiting_for.items()}
 
     # ------------------------------------------------------------ listing and counters
 

@@ -32,7 +32,7 @@ import orjson
 import trio
 
 from proto import commands as c
-from proto.errors import InvalidRequest, QueueError
+from proto.errors import InvalidRequest, PersistenceUnavailable, QueueError
 from proto.wire import Event, Fragment, job_to_wire
 from shard.core import NEVER, CoreConfig, Shard, merge_metrics, merge_stats
 from shard.job import Job
@@ -61,7 +61,12 @@ class Remote(Protocol):
 class Durability(Protocol):
     """Persistence: `commit()` resolves once everything changed so far is durable."""
 
+    healthy: bool
+
     def commit(self) -> Pending[QueueError | None]: ...
+
+    def poke(self) -> None:
+        """Something changed without a reply waiting on it: write it soon."""
 
 
 @dataclass(slots=True)
@@ -164,6 +169,11 @@ class ShardHost:
         handler = self._handlers.get(type(cmd))
         if handler is None:
             raise InvalidRequest(f"command {cmd.name} is not served by a shard")
+        d = self.durability
+        if d is not None and cmd.mutating and not d.healthy:
+            # Refuse before changing anything: a change we could not make durable must not
+            # happen at all.
+            raise PersistenceUnavailable()
         result: Reply | Pending[Result] = handler(cmd, ctx)
         return result
 
@@ -182,6 +192,46 @@ class ShardHost:
                 pub(events)
         if shard.wake_at < self._timer_at:
             self._rearm(shard.wake_at)
+        if shard.dirty and self.durability is not None:
+            self.durability.poke()
+
+    def after_restore(self) -> None:
+        """Shards were rebuilt from storage: arm timers, serve, re-watch local parents."""
+        self._timer_at = min([s.wake_at for s in self.shards.values()] + [NEVER])
+        self.rewatch(lambda parent: shard_of_id(parent) in self.shards)
+        for s in self.shards.values():
+            self._after(s)
+
+    def rewatch(self, which: Callable[[int], bool]) -> None:
+        """Register local waiting-children again with the shards of their parents.
+
+        Watch registrations live in memory on the parent's side, so after either side restarts
+        the children must ask again. The answer settles what happened meanwhile: a completed
+        parent releases them, a failed one sends them to the DLQ, and one that is gone
+        (`unknown`: cancelled, expired, or lost with a worker's memory) fails them too.
+        """
+        for s in self.shards.values():
+            parents = [p for p in s.waiting_for if which(p)]
+            if not parents:
+                continue
+            local, remote = self.shardset.watch_local(parents, s.index)
+            self._apply_watch(s, local)
+            if remote and self.remote is not None:
+                self.remote.watch(remote, s.index).then(self._watch_answer(s))
+
+    def _watch_answer(self, s: Shard) -> Callable[[Any], None]:
+        def answer(v: Any) -> None:
+            if not isinstance(v, QueueError):  # a peer that is down: it will link up again
+                self._apply_watch(s, v)
+
+        return answer
+
+    def _apply_watch(self, s: Shard, states: dict[Any, str]) -> None:
+        now = now_ms()
+        for p, st in states.items():
+            if st != "pending":
+                s.resolve(int(p), st == "completed", now)
+        self._after(s)
 
     def _settle(self) -> None:
         out = self.shardset.settle(now_ms())

@@ -1,0 +1,74 @@
+-- The current schema, applied as a whole to an empty database (then stamped with the latest
+-- migration version). An existing database gets the migrations in migrations/ instead; a test
+-- checks that both roads end in the same schema.
+--
+-- Every row carries its shard: a worker loads and writes only the rows of the shards it owns,
+-- so changing WORKERS between runs just moves shards between processes.
+-- Payloads (data, result) are the compact JSON bytes the server received, kept as bytea:
+-- jsonb would reorder object keys and change what clients get back after a restart.
+
+CREATE TABLE mq_schema_version (
+    version integer NOT NULL
+);
+
+CREATE TABLE mq_jobs (
+    id           bigint PRIMARY KEY,
+    shard        smallint NOT NULL,
+    queue        text NOT NULL,
+    state        smallint NOT NULL,        -- 0 waiting 1 delayed 2 active 3 waiting-children 4 failed
+    data         bytea NOT NULL,
+    priority     integer NOT NULL,
+    created_at   bigint NOT NULL,
+    run_at       bigint NOT NULL,
+    started_at   bigint NOT NULL,
+    attempts     bigint NOT NULL,
+    max_attempts bigint NOT NULL,
+    backoff      bigint NOT NULL,
+    ttl          bigint NOT NULL,
+    timeout      bigint NOT NULL,
+    unique_key   text,
+    depends_on   bigint[] NOT NULL,
+    pending_deps bigint[] NOT NULL,        -- parents still unresolved (waiting-children)
+    progress     integer NOT NULL,
+    progress_msg text,
+    tags         text[] NOT NULL,
+    dlq_at       bigint NOT NULL           -- when it entered the DLQ (DLQ order), else 0
+);
+CREATE INDEX mq_jobs_shard ON mq_jobs (shard);
+
+CREATE TABLE mq_done (
+    id           bigint PRIMARY KEY,
+    shard        smallint NOT NULL,
+    result       bytea,
+    completed_at bigint NOT NULL
+);
+CREATE INDEX mq_done_shard ON mq_done (shard, completed_at);
+
+CREATE TABLE mq_queues (
+    name        text PRIMARY KEY,
+    shard       smallint NOT NULL,
+    paused      boolean NOT NULL,
+    rate_limit  integer,
+    concurrency integer
+);
+
+CREATE TABLE mq_crons (
+    name     text PRIMARY KEY,
+    shard    smallint NOT NULL,
+    queue    text NOT NULL,
+    data     bytea NOT NULL,
+    schedule text NOT NULL,
+    priority integer NOT NULL,
+    next_run bigint NOT NULL
+);
+
+CREATE TABLE mq_shards (
+    shard           smallint PRIMARY KEY,
+    seq             bigint NOT NULL,
+    total_pushed    bigint NOT NULL,
+    total_completed bigint NOT NULL,
+    total_failed    bigint NOT NULL,
+    total_expired   bigint NOT NULL,
+    total_retried   bigint NOT NULL,
+    total_cancelled bigint NOT NULL
+);

@@ -1,0 +1,145 @@
+"""The asyncio side of persistence: everything that touches asyncpg.
+
+Every function here runs on the bridge's asyncio thread (`shard.persistence.bridge`), reached
+from trio with `await bridge.run(store.method, ...)`. One connection per worker: commits are
+serial by design (group commit makes each one carry everything that accumulated meanwhile), and
+a single connection keeps the order of writes equal to the order of changes.
+
+Migrations run under a transaction-scoped advisory lock, so several workers starting at once
+apply them exactly once: the first takes the lock and migrates, the others wait and then find
+the schema current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from shard.persistence.sql import latest_version, migrations, q, schema
+
+JOB_COLUMNS = (
+    "id", "shard", "queue", "state", "data", "priority", "created_at", "run_at", "started_at",
+    "attempts", "max_attempts", "backoff", "ttl", "timeout", "unique_key", "depends_on",
+    "pending_deps", "progress", "progress_msg", "tags", "dlq_at",
+)  # fmt: skip
+DONE_COLUMNS = ("id", "shard", "result", "completed_at")
+
+APPLICATION_NAME = "magicqueue"  # how our sessions show in pg_stat_activity
+CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one commit writes. Built on the trio thread from the shards' dirty sets."""
+
+    delete_jobs: list[int] = field(default_factory=list)
+    delete_done: list[int] = field(default_factory=list)
+    jobs: list[tuple[Any, ...]] = field(default_factory=list)
+    done: list[tuple[Any, ...]] = field(default_factory=list)
+    queues: list[tuple[Any, ...]] = field(default_factory=list)
+    crons: list[tuple[Any, ...]] = field(default_factory=list)
+    cron_deletes: list[str] = field(default_factory=list)
+    shards: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.delete_jobs
+            or self.delete_done
+            or self.jobs
+            or self.done
+            or self.queues
+            or self.crons
+            or self.cron_deletes
+            or self.shards
+        )
+
+    def rows(self) -> int:
+        return len(self.jobs) + len(self.done) + len(self.delete_jobs)
+
+
+@dataclass(slots=True)
+class Loaded:
+    shards: list[Any]
+    max_ids: list[Any]
+    queues: list[Any]
+    done: list[Any]
+    jobs: list[Any]
+    crons: list[Any]
+
+
+class Store:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn: Any = None
+
+    async def connect(self) -> None:
+        await self.close()
+        self.conn = await asyncpg.connect(
+            self.dsn,
+            timeout=CONNECT_TIMEOUT_S,
+            command_timeout=COMMAND_TIMEOUT_S,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                await conn.close(timeout=1.0)
+            except Exception:
+                conn.terminate()
+
+    async def ping(self) -> None:
+        await self.conn.fetchval("SELECT 1")
+
+    async def migrate(self) -> int:
+        """Bring the schema to the latest version; returns the version found before."""
+        conn = self.conn
+        async with conn.transaction():
+            await conn.execute(q("migration_lock"))
+            if not await conn.fetchval(q("has_schema_table")):
+                await conn.execute(schema())
+                await conn.execute(q("init_schema_version"), latest_version())
+                return 0
+            found: int = await conn.fetchval(q("schema_version"))
+            for version, sql in migrations():
+                if version > found:
+                    await conn.execute(sql)
+                    await conn.execute(q("set_schema_version"), version)
+            return found
+
+    async def load(self, shards: list[int], done_since: int) -> Loaded:
+        conn = self.conn
+        await conn.execute(q("prune_done"), shards, done_since)
+        return Loaded(
+            shards=await conn.fetch(q("load_shards"), shards),
+            max_ids=await conn.fetch(q("max_ids"), shards),
+            queues=await conn.fetch(q("load_queues"), shards),
+            done=await conn.fetch(q("load_done"), shards, done_since),
+            jobs=await conn.fetch(q("load_jobs"), shards),
+            crons=await conn.fetch(q("load_crons"), shards),
+        )
+
+    async def write(self, b: Batch) -> None:
+        """One transaction: after it commits, every change in `b` is durable."""
+        conn = self.conn
+        async with conn.transaction():
+            if b.delete_jobs:
+                await conn.execute(q("delete_jobs"), b.delete_jobs)
+            if b.delete_done:
+                await conn.execute(q("delete_done"), b.delete_done)
+            if b.jobs:
+                await conn.copy_records_to_table("mq_jobs", records=b.jobs, columns=JOB_COLUMNS)
+            if b.done:
+                await conn.copy_records_to_table("mq_done", records=b.done, columns=DONE_COLUMNS)
+            if b.queues:
+                await conn.executemany(q("upsert_queue"), b.queues)
+            if b.crons:
+                await conn.executemany(q("upsert_cron"), b.crons)
+            for name in b.cron_deletes:
+                await conn.execute(q("delete_cron"), name)
+            if b.shards:
+                await conn.executemany(q("upsert_shard"), b.shards)

@@ -1,0 +1,308 @@
+"""Persistence, trio side: recovery at start, then group commit.
+
+**Durable means committed.** The shard cores mark what every operation changes (job ids, queue
+settings, cron names). A mutating command's reply waits on `commit()`, which resolves only after
+a transaction containing that change has committed. One writer task per worker runs the loop:
+
+    wait for changes -> take every shard's dirty sets (a snapshot of the *current* state of each
+    changed job, read on the trio thread, so it is consistent) -> one transaction on the asyncpg
+    thread -> resolve every reply that was waiting when the snapshot was taken
+
+Everything that arrives while a transaction is in flight goes into the next one, so commits
+carry more rows as load grows and throughput scales with concurrency (group commit). Rows are
+written as "delete what may exist, COPY the current state": a job id above the shard's last
+committed sequence cannot exist yet, so plain pushes are COPY only.
+
+Pulls, timers and cron firings change state without a waiting reply; they only wake the writer
+(`poke`), so an active job is stored as active and comes back after a crash as a job to retry.
+
+**Faults.** A failed or timed-out commit marks the store unhealthy: the replies waiting on it
+answer `Persistence unavailable` (never ok), their changes stay dirty (memory and database
+converge once it is back), and from then on mutating commands are refused before they change
+anything. Reads keep answering. The writer reconnects by itself with capped backoff; when a
+connection works again everything still dirty is written and mutations are accepted again.
+No worker exits because of the database.
+
+**Recovery** (before the worker serves anyone): migrate, load the rows of this worker's shards,
+rebuild each core (waiting, delayed, active -> failed as `Worker connection lost`,
+waiting-children, DLQ in arrival order, results, unique keys, crons with their next run, queue
+settings, counters, and each shard's id sequence, so ids are never reused).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from proto.errors import PersistenceUnavailable, QueueError
+from shard.core import Shard
+from shard.pending import Pending
+from shard.persistence.bridge import AsyncioThread
+from shard.persistence.store import Batch, Store
+from shard.routing import NUM_SHARDS
+from shard.runtime import now_ms
+
+if TYPE_CHECKING:
+    from shard.runtime import ShardHost
+
+log = logging.getLogger("magicqueue.persistence")
+
+COMMIT_TIMEOUT_S = 10.0
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
+STARTUP_WAIT_S = 30.0  # how long a starting worker waits for the database to appear
+
+_TOTALS = (
+    "total_pushed",
+    "total_completed",
+    "total_failed",
+    "total_expired",
+    "total_retried",
+    "total_cancelled",
+)
+
+
+class Persistence:
+    def __init__(self, host: ShardHost, dsn: str) -> None:
+        self.host = host
+        self.store = Store(dsn)
+        self.bridge = AsyncioThread(f"asyncpg-{min(host.shards, default=0)}")
+        self.healthy = False
+        self.commits = 0
+        self.failures = 0
+        self._waiters: list[Pending[QueueError | None]] = []
+        self._wake = trio.Event()
+        self._committed_seq: dict[int, int] = {}
+        self._stopping = False
+
+    # ------------------------------------------------------------ Durability (for ShardHost)
+
+    def commit(self) -> Pending[QueueError | None]:
+        p: Pending[QueueError | None] = Pending()
+        self._waiters.append(p)
+        self._wake.set()
+        return p
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------ service
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Connect, migrate and recover; return once the shards hold their stored state."""
+        self.bridge.start()
+        await self._connect_at_start()
+        found = await self.bridge.run(self.store.migrate)
+        if found:
+            log.info("schema migrated from version %d", found)
+        await self._recover()
+        self.healthy = True
+        self.host.durability = self
+        nursery.start_soon(self._run)
+
+    async def stop(self) -> None:
+        """Write what is still dirty (bounded), then close."""
+        self._stopping = True
+        if self.healthy:
+            with trio.move_on_after(COMMIT_TIMEOUT_S):
+                await self._commit_once()
+        await self.bridge.run(self.store.close)
+        self.bridge.stop()
+
+    async def _connect_at_start(self) -> None:
+        delay = RECONNECT_MIN_S
+        with trio.fail_after(STARTUP_WAIT_S):
+            while True:
+                try:
+                    await self.bridge.run(self.store.connect)
+                    return
+                except Exception as e:
+                    log.warning("database not reachable yet (%s); retrying", e)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+
+    # ------------------------------------------------------------ recovery
+
+    async def _recover(self) -> None:
+        host = self.host
+        shards = sorted(host.shards)
+        now = now_ms()
+        horizon = now - host.config.completed_ttl_ms
+        data = await self.bridge.run(self.store.load, shards, horizon)
+        by_index = host.shards
+        for r in data.shards:
+            by_index[r["shard"]].restore_meta(r["seq"], dict(r))
+        for r in data.max_ids:
+            s = by_index[r["shard"]]
+            s.seq = max(s.seq, int(r["max_id"]) // NUM_SHARDS)
+        for r in data.queues:
+            by_index[r["shard"]].restore_queue(
+                r["name"], r["paused"], r["rate_limit"], r["concurrency"], now
+            )
+        for r in data.done:
+            by_index[r["shard"]].restore_done(r["id"], r["result"], r["completed_at"])
+        for r in data.jobs:
+            by_index[r["shard"]].restore_job(r, now)
+        for r in data.crons:
+            by_index[r["shard"]].restore_cron(
+                r["name"], r["queue"], bytes(r["data"]), r["schedule"], r["priority"],
+                r["next_run"], now,
+            )  # fmt: skip
+        for s in by_index.values():
+            s.finish_restore(now)
+            self._committed_seq[s.index] = s.seq
+        log.info(
+            "recovered %d jobs, %d completed ids, %d queues, %d crons for shards %s",
+            len(data.jobs), len(data.done), len(data.queues), len(data.crons), shards,
+        )  # fmt: skip
+        host.after_restore()
+
+    # ------------------------------------------------------------ group commit
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN_S
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if not self.healthy:
+                try:
+                    await self.bridge.run(self.store.connect)
+                    await self.bridge.run(self.store.ping)
+                except Exception as e:
+                    log.warning("database still unavailable (%s)", e)
+                    self._fail_waiters()
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+                    self._wake.set()
+                    continue
+                delay = RECONNECT_MIN_S
+                log.warning("database reachable again: writing what was held back")
+            await self._commit_once()
+
+    async def _commit_once(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        batch, taken = self._snapshot()
+        if not batch:
+            self.healthy = True
+            for w in waiters:
+                w.resolve(None)
+            return
+        try:
+            with trio.fail_after(COMMIT_TIMEOUT_S):
+                await self.bridge.run(self.store.write, batch)
+        except Exception as e:
+            self.failures += 1
+            if self.healthy:
+                log.error("commit failed, persistence unavailable: %r", e)
+            self.healthy = False
+            self._give_back(taken)
+            for w in waiters:
+                w.resolve(PersistenceUnavailable())
+            self._fail_waiters()
+            self._wake.set()  # try to reconnect and write it again
+            return
+        self.healthy = True
+        self.commits += 1
+        for index, seq in taken.seqs.items():
+            self._committed_seq[index] = seq
+        for w in waiters:
+            w.resolve(None)
+
+    def _fail_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w.resolve(PersistenceUnavailable())
+
+    def _snapshot(self) -> tuple[Batch, _Taken]:
+        b = Batch()
+        taken = _Taken()
+        now = now_ms()
+        for s in self.host.shards.values():
+            dirty = s.dirty
+            if not dirty and not s.dirty_queues and not s.dirty_crons:
+                continue
+            idx = s.index
+            s.dirty = set()
+            dq, s.dirty_queues = s.dirty_queues, set()
+            dc, s.dirty_crons = s.dirty_crons, set()
+            taken.add(s, dirty or set(), dq, dc)
+            committed = self._committed_seq.get(idx, 0)
+            jobs = s.jobs
+            done = s.done
+            for jid in dirty or ():
+                maybe_stored = jid // NUM_SHARDS <= committed
+                job = jobs.get(jid)
+                if maybe_stored:
+                    b.delete_jobs.append(jid)
+                if job is not None:
+                    b.jobs.append(_job_row(s, job))
+                elif jid in done:
+                    if maybe_stored:
+                        b.delete_done.append(jid)
+                    b.done.append((jid, idx, done[jid], now))
+                elif maybe_stored:
+                    b.delete_done.append(jid)
+            for name in dq:
+                qu = s.queues.get(name)
+                if qu is not None:
+                    b.queues.append((name, idx, qu.paused, qu.rate_limit, qu.concurrency))
+            for name in dc:
+                c = s.crons.get(name)
+                if c is None:
+                    b.cron_deletes.append(name)
+                else:
+                    b.crons.append(
+                        (name, idx, c.queue, c.data, c.schedule.text, c.priority, c.next_run)
+                    )
+            b.shards.append((idx, s.seq, *(getattr(s, k) for k in _TOTALS)))
+            taken.seqs[idx] = s.seq
+        return b, taken
+
+    def _give_back(self, taken: _Taken) -> None:
+        """A commit failed: what it carried is dirty again, to be written on reconnect."""
+        for s, dirty, dq, dc in taken.items:
+            if s.dirty is not None:
+                s.dirty |= dirty
+            s.dirty_queues |= dq
+            s.dirty_crons |= dc
+
+
+class _Taken:
+    __slots__ = ("items", "seqs")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Shard, set[int], set[str], set[str]]] = []
+        self.seqs: dict[int, int] = {}
+
+    def add(self, s: Shard, dirty: set[int], dq: set[str], dc: set[str]) -> None:
+        self.items.append((s, dirty, dq, dc))
+
+
+def _job_row(s: Shard, job: Any) -> tuple[Any, ...]:
+    pending = s.pending_deps.get(job.id)
+    q = job.q
+    return (
+        job.id,
+        s.index,
+        q.name,
+        job.state,
+        job.data,
+        job.priority,
+        job.created_at,
+        job.run_at,
+        job.started_at,
+        job.attempts,
+        job.max_attempts,
+        job.backoff,
+        job.ttl,
+        job.timeout,
+        job.unique_key,
+        list(job.depends_on),
+        sorted(pending) if pending else [],
+        job.progress,
+        job.progress_msg,
+        list(job.tags),
+        q.dlq.get(job.id, 0),
+    )
