@@ -53,7 +53,8 @@ def queues_on_both(prefix: str, n: int = 2) -> tuple[str, str]:
 def _schema_of(db: str) -> dict[str, Any]:
     cols = psql(
         "SELECT string_agg(format('%s.%s %s %s %s', table_name, column_name, data_type, "
-        "is_nullable, coalesce(column_default, '-')), E'\\n' ORDER BY table_name, ordinal_position) "
+        "is_nullable, coalesce(column_default, '-')), E'\\n' "
+        "ORDER BY table_name, ordinal_position) "
         "FROM information_schema.columns WHERE table_schema = 'public'",
         db,
     )
