@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import trio
 
 from proto.errors import PersistenceUnavailable, QueueError
@@ -144,7 +145,7 @@ class Persistence:
         for r in data.done:
             by_index[r["shard"]].restore_done(r["id"], r["result"], r["completed_at"])
         for r in data.jobs:
-            by_index[r["shard"]].restore_job(r, now)
+            by_index[r["shard"]].restore_job(_decoded(r), now)
         for r in data.crons:
             by_index[r["shard"]].restore_cron(
                 r["name"], r["queue"], bytes(r["data"]), r["schedule"], r["priority"],
@@ -234,16 +235,18 @@ class Persistence:
             for jid in dirty or ():
                 maybe_stored = jid // NUM_SHARDS <= committed
                 job = jobs.get(jid)
-                if maybe_stored:
-                    b.delete_jobs.append(jid)
                 if job is not None:
                     b.jobs.append(_job_row(s, job))
-                elif jid in done:
                     if maybe_stored:
-                        b.delete_done.append(jid)
+                        b.stored_jobs.append(jid)
+                elif jid in done:
                     b.done.append((jid, idx, done[jid], now))
+                    if maybe_stored:
+                        b.gone_jobs.append(jid)
+                        b.stored_done.append(jid)
                 elif maybe_stored:
-                    b.delete_done.append(jid)
+                    b.gone_jobs.append(jid)
+                    b.gone_done.append(jid)
             for name in dq:
                 qu = s.queues.get(name)
                 if qu is not None:
@@ -299,10 +302,22 @@ def _job_row(s: Shard, job: Any) -> tuple[Any, ...]:
         job.ttl,
         job.timeout,
         job.unique_key,
-        list(job.depends_on),
-        sorted(pending) if pending else [],
+        _json(job.depends_on),
+        _json(sorted(pending)) if pending else "[]",
         job.progress,
         job.progress_msg,
-        list(job.tags),
+        _json(job.tags),
         q.dlq.get(job.id, 0),
     )
+
+
+def _json(v: Any) -> str:
+    return "[]" if not v else orjson.dumps(v).decode()
+
+
+def _decoded(r: Any) -> dict[str, Any]:
+    """A stored job row with its JSON-text columns decoded for `Shard.restore_job`."""
+    d = dict(r)
+    for k in ("depends_on", "pending_deps", "tags"):
+        d[k] = orjson.loads(d[k])
+    return d

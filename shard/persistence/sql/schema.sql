@@ -27,11 +27,11 @@ CREATE TABLE mq_jobs (
     ttl          bigint NOT NULL,
     timeout      bigint NOT NULL,
     unique_key   text,
-    depends_on   bigint[] NOT NULL,
-    pending_deps bigint[] NOT NULL,        -- parents still unresolved (waiting-children)
+    depends_on   text NOT NULL,            -- JSON array of ids
+    pending_deps text NOT NULL,            -- JSON array: parents still unresolved
     progress     integer NOT NULL,
     progress_msg text,
-    tags         text[] NOT NULL,
+    tags         text NOT NULL,            -- JSON array of strings
     dlq_at       bigint NOT NULL           -- when it entered the DLQ (DLQ order), else 0
 );
 CREATE INDEX mq_jobs_shard ON mq_jobs (shard);

@@ -20,11 +20,11 @@ CREATE TABLE mq_jobs (
     ttl          bigint NOT NULL,
     timeout      bigint NOT NULL,
     unique_key   text,
-    depends_on   bigint[] NOT NULL,
-    pending_deps bigint[] NOT NULL,
+    depends_on   text NOT NULL,            -- JSON array of ids
+    pending_deps text NOT NULL,            -- JSON array: parents still unresolved
     progress     integer NOT NULL,
     progress_msg text,
-    tags         text[] NOT NULL
+    tags         text NOT NULL             -- JSON array of strings
 );
 CREATE INDEX mq_jobs_shard ON mq_jobs (shard);
 
