@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: install run-cluster test test-unit test-integration test-pg bench lint format clean
 
-install: $(STAMP)
+install: $(STAMP)            ## the venv, and the gRPC stubs generated from proto/magicqueue.proto
+	$(BIN)/python -m proto.grpc_gen
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -29,6 +29,12 @@ def run_worker(index: int, config: Config, ready_fd: int, unix_fd: int | None) -
 
     async def main() -> None:
         node = Node(index, config)
+        if config.grpc:
+            # grpcio is imported here, after the fork: its threads must never exist in the
+            # supervisor, which forks.
+            from gateway.grpc.service import GrpcService
+
+            node.services.append(GrpcService(node))
 
         def announce() -> None:
             os.write(ready_fd, f"ready {index} {os.getpid()}\n".encode())

@@ -17,11 +17,12 @@ their replies come back out of order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.links import PART, REQ
+from gateway.links import PART, RELEASE, REQ
 from proto import commands as c
 from proto.errors import QueueError
 from shard.pending import Pending, gather
@@ -63,6 +64,19 @@ class ClientCtx(Ctx):
     def __init__(self, owner: Any) -> None:
         super().__init__(owner)
         self.remote_pulls: set[int] = set()  # workers holding jobs this client pulled
+
+
+def release_client(node: Node, ctx: ClientCtx, parked: Iterable[Pending[Result]]) -> None:
+    """A client is gone (TCP connection closed, gRPC consumer stream ended): its parked pulls
+    are cancelled (never handed a job) and every job it pulled and did not finish is failed
+    with `Worker connection lost`, here and on each worker it pulled from through a link.
+    Cancel first: a forwarded pull's CANCEL then reaches its owner before the RELEASE."""
+    for p in list(parked):
+        p.cancel()
+    token = ctx.owner
+    node.host.release_owner(token)
+    for w in ctx.remote_pulls:
+        node.hub.send(w, [RELEASE, token], buffer=False)
 
 
 def route_shard(cmd: c.Command) -> int | None:

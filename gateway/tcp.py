@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from gateway.links import RELEASE
-from gateway.router import ClientCtx, Result, to_bytes
+from gateway.router import ClientCtx, Result, release_client, to_bytes
 from gateway.sockio import Wire
 from proto import commands as c
 from proto.errors import AuthenticationRequired, InvalidRequest, InvalidToken, QueueError
@@ -186,13 +185,8 @@ class ClientConn:
         return False
 
     def _release(self) -> None:
-        for p in list(self.parked):
-            p.cancel()
+        release_client(self.node, self.ctx, self.parked)
         self.parked.clear()
-        token = self.ctx.owner
-        self.node.host.release_owner(token)
-        for w in self.ctx.remote_pulls:
-            self.node.hub.send(w, [RELEASE, token], buffer=False)
 
     # ------------------------------------------------------------ requests
 
