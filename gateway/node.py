@@ -68,6 +68,7 @@ class Node:
             remote=self,
             track_changes=config.database_url is not None,
             worker_ttl_ms=config.worker_ttl_ms,
+            seq_dir=None if config.database_url else (config.run_dir or None),
         )
         self.hub = LinkHub(self)
         self.bus = EventBus(self, config.subscriber_buffer)

@@ -227,6 +227,7 @@ class Shard:
         self.index = index
         self.config = config or CoreConfig()
         self.seq = 0  # last sequence number handed out; id = seq * 32 + index
+        self.seq_reserved = 0  # the runtime's durable high-water mark for `seq` (memory mode)
         self.jobs: dict[int, Job] = {}
         self.queues: dict[str, Queue] = {}
         self.delayed: list[int] = []

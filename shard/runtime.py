@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -44,8 +45,31 @@ Reply = dict[str, Any]
 Result = Reply | QueueError
 
 
+SEQ_BLOCK = 100_000  # ids reserved per file write
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _seq_path(seq_dir: str, shard: int) -> str:
+    return os.path.join(seq_dir, f"seq-{shard}")
+
+
+def _read_seq(seq_dir: str, shard: int) -> int:
+    try:
+        with open(_seq_path(seq_dir, shard)) as f:
+            return int(f.read().strip() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def _write_seq(seq_dir: str, shard: int, seq: int) -> None:
+    path = _seq_path(seq_dir, shard)
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(seq))
+    os.replace(tmp, path)
 
 
 class Remote(Protocol):
@@ -117,6 +141,9 @@ class ShardHost:
     remote: Remote | None = None
     track_changes: bool = False
     worker_ttl_ms: int = 30_000
+    # Memory mode: where each shard records the ids it may hand out, so a restarted worker
+    # never reuses an id a client may still hold (with persistence the database does this).
+    seq_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.shardset = ShardSet(self.indices, self.config, track_changes=self.track_changes)
@@ -130,6 +157,9 @@ class ShardHost:
         self._scope: trio.CancelScope | None = None
         self.workers: dict[str, WorkerEntry] = {}
         self.processed: dict[str, int] = {}
+        if self.seq_dir is not None:
+            for s in self.shards.values():
+                s.seq = s.seq_reserved = _read_seq(self.seq_dir, s.index)
         self._handlers: dict[type[c.Command], Callable[[Any, Ctx], Any]] = {
             c.Push: self._push,
             c.PushBatch: self._push_batch,
@@ -179,6 +209,10 @@ class ShardHost:
 
     def _after(self, shard: Shard) -> None:
         """Act on what the last operation on `shard` left in its outboxes."""
+        if shard.seq > shard.seq_reserved and self.seq_dir is not None:
+            # Before any reply carries one of the new ids, make sure a restart skips them.
+            shard.seq_reserved = shard.seq + SEQ_BLOCK
+            _write_seq(self.seq_dir, shard.index, shard.seq_reserved)
         if shard.ready:
             self._serve(shard)
         if shard.dep_out or shard.cron_out:
