@@ -213,7 +213,10 @@ class ClientConn:
             owner = node.router.owner(cmd)
             if owner is not None and owner != node.index and not self.owes_replies():
                 return owner
-        self.fresh = False
+        if cmd.route != "all":
+            # A command over every shard (STATS, LISTQUEUES...) leaves nothing behind on this
+            # worker, so the connection may still go to the owner of its first queue.
+            self.fresh = False
         res = node.router.submit(cmd, line, self.ctx)
         self._reply(rid, res, type(cmd) in _PULLS)
         return None

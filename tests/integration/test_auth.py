@@ -238,3 +238,19 @@ def test_auth_over_unix_socket_across_both_workers(cluster: Cluster, names: Name
                 job = c.ok("PULL", queue=q, timeout=5000)["job"]
                 assert (job["id"], job["data"]) == (jid, q)
                 c.ok("ACK", id=jid)
+
+
+def test_scatter_commands_first_do_not_prevent_the_handoff(cluster: Cluster, names: Names) -> None:
+    """STATS/LISTQUEUES leave nothing behind, so the first queue request still moves the
+    connection to that queue's owner."""
+    for _ in range(4):
+        with cluster.client() as c:
+            c.ok("AUTH", token="secret-token")
+            c.ok("STATS")
+            c.ok("LISTQUEUES")
+            acceptor = serving_worker(cluster, c)
+            q_other = names.queue(worker=1 - acceptor)
+            jid = c.ok("PUSH", queue=q_other, data="after stats")["id"]
+            assert serving_worker(cluster, c) == 1 - acceptor
+            assert c.ok("PULL", queue=q_other, timeout=5000)["job"]["id"] == jid
+            c.ok("ACK", id=jid)
