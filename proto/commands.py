@@ -40,6 +40,7 @@ from proto.limits import (
 )
 
 _dumps = orjson.dumps
+_join = b"".join
 
 
 # ---------------------------------------------------------------- field checks
@@ -97,7 +98,10 @@ def encode_payload(v: Any, name: str, limits: Limits) -> bytes:
         raise InvalidRequest(f"field '{name}' is not encodable: {e}") from None
     if len(raw) > limits.max_job_bytes:
         raise InvalidRequest(f"{name} exceeds {limits.max_job_bytes} bytes")
-    return raw
+    # orjson hands back a bytes object whose buffer is over-allocated and never shrunk (at
+    # least 4 KiB, ~10x the length for bigger payloads). A payload lives as long as its job,
+    # so copy it into an exact-size object: ~0.15 us, and 4.3 KiB less per waiting job.
+    return _join((raw, b""))
 
 
 # ---------------------------------------------------------------- jobs
