@@ -149,6 +149,9 @@ class Supervisor:
         # worker away for well over a second. Importing them starts no thread and no loop.
         import cluster.worker  # noqa: F401
 
+        if self.config.http:
+            import gateway.http  # noqa: F401  (quart, hypercorn: ~0.5 s, no threads)
+
         for i in range(self.config.workers):
             self._spawn(i)
         buf = b""

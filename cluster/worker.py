@@ -29,6 +29,10 @@ def run_worker(index: int, config: Config, ready_fd: int, unix_fd: int | None) -
 
     async def main() -> None:
         node = Node(index, config)
+        if config.http:
+            from gateway.http import HttpService  # quart and hypercorn load only when enabled
+
+            node.services.append(HttpService(node))
         if config.grpc:
             # grpcio is imported here, after the fork: its threads must never exist in the
             # supervisor, which forks.
