@@ -52,6 +52,12 @@ class Service(Protocol):
     async def start(self, nursery: trio.Nursery) -> None:
         """Bind and start serving in `nursery`; return once ready."""
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM arrived: stop accepting new requests; those in flight may still finish."""
+
+    async def drained(self) -> None:
+        """Return once the requests that were in flight at `begin_shutdown` are answered."""
+
     async def stop(self) -> None:
         """Called after client connections are closed, before the process exits."""
 
@@ -242,7 +248,11 @@ class Node:
         for ls in self._listeners:
             trio.lowlevel.notify_closing(ls)
             ls.close()
+        for service in self.services:
+            service.begin_shutdown()
         self.host.release_all_waiters()
         with trio.move_on_after(self.config.shutdown_grace_s):
             while any(c.owes_replies() for c in self.conns):
                 await trio.sleep(0.01)
+            for service in self.services:
+                await service.drained()

@@ -604,7 +604,10 @@ class ShardHost:
                 for e in s.crons.values()
             ]
         if name == "histograms":
-            return [h for s in shards for h in s.histograms()]
+            out = [h for s in shards for h in s.histograms()]
+            for h in out:
+                h["parked_pulls"] = sum(not w.done for w in self.waiters.get(h["name"], ()))
+            return out
         if name == "ackb":
             return self.ack_batch(list(args))
         if name == "watch":

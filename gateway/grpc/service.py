@@ -93,11 +93,20 @@ class GrpcService:
             raise self._error
         self.node.bound_ports["grpc"] = self.port
 
-    async def stop(self) -> None:
+    def begin_shutdown(self) -> None:
+        """Ask the gRPC server to stop taking RPCs now; in-flight ones get the grace period
+        while the TCP side drains, instead of after it."""
         loop, request = self._loop, self._stop_request
         if loop is not None and request is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 loop.call_soon_threadsafe(request.set)
+
+    async def drained(self) -> None:
+        with trio.move_on_after(STOP_GRACE_S + STOP_TIMEOUT_S):
+            await self._finished.wait()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
         with trio.move_on_after(STOP_GRACE_S + STOP_TIMEOUT_S):
             await self._finished.wait()
         if not self._finished.is_set():

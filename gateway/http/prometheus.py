@@ -36,6 +36,7 @@ QUEUE_GAUGES = (
     ("dlq", "Jobs in the dead-letter queue."),
     ("waiting_children", "Jobs waiting for their dependencies."),
     ("paused", "1 if the queue is paused, else 0."),
+    ("parked_pulls", "Blocking pulls waiting for a job (consumers idle on this queue)."),
 )
 
 HISTOGRAMS = (

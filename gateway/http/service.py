@@ -58,6 +58,8 @@ class HttpService:
         self.registry = WebhookRegistry()
         self.dispatcher = WebhookDispatcher(self.registry)
         self.port = 0
+        self._stopping = trio.Event()
+        self._served = trio.Event()  # hypercorn has finished its graceful shutdown
         # Registered now, before the links start: peers may ask as soon as they connect.
         node.part_handlers[WEBHOOK_PART] = self._webhook_part
         node.part_handlers[PING_PART] = lambda _args: True
@@ -82,7 +84,20 @@ class HttpService:
         hc.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
         hc.websocket_ping_interval = WS_PING_INTERVAL_S
         hc.graceful_timeout = GRACEFUL_TIMEOUT_S
-        await nursery.start(serve, self.app, hc)
+        # On SIGTERM hypercorn stops accepting and gives requests in flight GRACEFUL_TIMEOUT_S.
+        await nursery.start(self._serve, hc)
+
+    async def _serve(self, hc: HyperConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await serve(self.app, hc, shutdown_trigger=self._stopping.wait, task_status=task_status)
+        finally:
+            self._served.set()
+
+    def begin_shutdown(self) -> None:
+        self._stopping.set()
+
+    async def drained(self) -> None:
+        await self._served.wait()
 
     async def stop(self) -> None:
         """Nothing to flush: hypercorn and the senders die with the worker's front nursery.
