@@ -443,12 +443,14 @@ class Shard:
         if key is not None:
             q.unique[key] = jid
         if spec.ttl:
+            # Compact before adding this job's entry: the job has no state yet, and the
+            # compaction's validity check reads the state of every job its entries name.
+            if len(self.ttls) >= self._compact_at["ttls"]:
+                self._compact("ttls")
             t = now + spec.ttl + 1
             heapq.heappush(self.ttls, t << ID_BITS | jid)
             if t < self.wake_at:
                 self.wake_at = t
-            if len(self.ttls) > self._compact_at["ttls"]:
-                self._compact("ttls")
         if pending:
             job.state = WAITING_CHILDREN
             q.children += 1
@@ -1064,10 +1066,11 @@ class Shard:
                 )
 
         else:
-
+            # An active job keeps its TTL entry: if it fails before its TTL and is retried,
+            # that entry is what expires it on time.
             def valid(k: int) -> bool:
                 j = jobs.get(k & ID_MASK)
-                return j is not None and j.state in (WAITING, DELAYED, WAITING_CHILDREN)
+                return j is not None and j.state in (WAITING, DELAYED, WAITING_CHILDREN, ACTIVE)
 
         live = [k for k in heap if valid(k)]
         heapq.heapify(live)

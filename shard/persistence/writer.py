@@ -190,6 +190,7 @@ class Persistence:
             for w in waiters:
                 w.resolve(None)
             return
+        started = trio.current_time()
         try:
             with trio.fail_after(COMMIT_TIMEOUT_S):
                 await self.bridge.run(self.store.write, batch)
@@ -206,6 +207,12 @@ class Persistence:
             return
         self.healthy = True
         self.commits += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "commit: %d job rows, %d done rows, %d gone, %d replies waited, %.2f ms",
+                len(batch.jobs), len(batch.done), len(batch.gone_jobs), len(waiters),
+                (trio.current_time() - started) * 1000,
+            )  # fmt: skip
         for index, seq in taken.seqs.items():
             self._committed_seq[index] = seq
         for w in waiters:
