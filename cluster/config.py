@@ -29,6 +29,10 @@ COMPLETED_TTL_MS = 3_600_000
 SUBSCRIBER_BUFFER = 10_000
 # A worker registered over HTTP heartbeats drops off /workers after this long.
 WORKER_TTL_MS = 30_000
+# Garbage collection (gateway.node.gc_maintenance): freeze survivors this often, and sweep
+# everything once this often, so GC pauses do not grow with the number of waiting jobs.
+GC_FREEZE_EVERY_S = 10
+GC_DEEP_EVERY_S = 3600
 
 
 class ConfigError(ValueError):
@@ -77,6 +81,8 @@ class Config:
     completed_ttl_ms: int = COMPLETED_TTL_MS
     subscriber_buffer: int = SUBSCRIBER_BUFFER
     worker_ttl_ms: int = WORKER_TTL_MS
+    gc_freeze_every_s: int = GC_FREEZE_EVERY_S
+    gc_deep_every_s: int = GC_DEEP_EVERY_S
     handoff: bool = True
     cors_origins: tuple[str, ...] = ()
     ws_origins: tuple[str, ...] = ()
@@ -112,6 +118,8 @@ class Config:
             shutdown_grace_s=_int(e, "SHUTDOWN_GRACE_MS", int(SHUTDOWN_GRACE_S * 1000), 0, 60_000)
             / 1000,
             handoff=not _flag(e, "NO_HANDOFF"),
+            gc_freeze_every_s=_int(e, "GC_FREEZE_EVERY_S", GC_FREEZE_EVERY_S, 0, 86_400),
+            gc_deep_every_s=_int(e, "GC_DEEP_EVERY_S", GC_DEEP_EVERY_S, 0, 30 * 86_400),
             cors_origins=_list(e, "CORS_ORIGINS"),
             ws_origins=_list(e, "WS_ORIGINS"),
         )

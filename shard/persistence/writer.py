@@ -34,13 +34,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import trio
 
 from proto.errors import PersistenceUnavailable, QueueError
 from shard.core import Shard
 from shard.pending import Pending
 from shard.persistence.bridge import AsyncioThread
+from shard.persistence.records import pack, unpack
 from shard.persistence.store import Batch, Store
 from shard.routing import NUM_SHARDS
 from shard.runtime import now_ms
@@ -145,7 +145,7 @@ class Persistence:
         for r in data.done:
             by_index[r["shard"]].restore_done(r["id"], r["result"], r["completed_at"])
         for r in data.jobs:
-            by_index[r["shard"]].restore_job(_decoded(r), now)
+            by_index[r["shard"]].restore_job(unpack(r), now)
         for r in data.crons:
             by_index[r["shard"]].restore_cron(
                 r["name"], r["queue"], bytes(r["data"]), r["schedule"], r["priority"],
@@ -291,40 +291,28 @@ class _Taken:
 
 
 def _job_row(s: Shard, job: Any) -> tuple[Any, ...]:
+    """The stored row of a live job: (id, shard, queue, state, record); see records.py."""
     pending = s.pending_deps.get(job.id)
     q = job.q
-    return (
-        job.id,
-        s.index,
-        q.name,
-        job.state,
-        job.data,
-        job.priority,
-        job.created_at,
-        job.run_at,
-        job.started_at,
-        job.attempts,
-        job.max_attempts,
-        job.backoff,
-        job.ttl,
-        job.timeout,
-        job.unique_key,
-        _json(job.depends_on),
-        _json(sorted(pending)) if pending else "[]",
-        job.progress,
-        job.progress_msg,
-        _json(job.tags),
-        q.dlq.get(job.id, 0),
+    record = pack(
+        [
+            job.data,
+            job.priority,
+            job.created_at,
+            job.run_at,
+            job.started_at,
+            job.attempts,
+            job.max_attempts,
+            job.backoff,
+            job.ttl,
+            job.timeout,
+            job.unique_key,
+            job.depends_on,
+            sorted(pending) if pending else (),
+            job.progress,
+            job.progress_msg,
+            job.tags,
+            q.dlq.get(job.id, 0),
+        ]
     )
-
-
-def _json(v: Any) -> str:
-    return "[]" if not v else orjson.dumps(v).decode()
-
-
-def _decoded(r: Any) -> dict[str, Any]:
-    """A stored job row with its JSON-text columns decoded for `Shard.restore_job`."""
-    d = dict(r)
-    for k in ("depends_on", "pending_deps", "tags"):
-        d[k] = orjson.loads(d[k])
-    return d
+    return (job.id, s.index, q.name, job.state, record)

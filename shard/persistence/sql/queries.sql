@@ -22,33 +22,6 @@ DELETE FROM mq_jobs WHERE id = ANY($1::bigint[]);
 -- name: delete_done
 DELETE FROM mq_done WHERE id = ANY($1::bigint[]);
 
--- name: upsert_queue
-INSERT INTO mq_queues (name, shard, paused, rate_limit, concurrency)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (name) DO UPDATE
-SET shard = EXCLUDED.shard, paused = EXCLUDED.paused,
-    rate_limit = EXCLUDED.rate_limit, concurrency = EXCLUDED.concurrency;
-
--- name: upsert_cron
-INSERT INTO mq_crons (name, shard, queue, data, schedule, priority, next_run)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (name) DO UPDATE
-SET shard = EXCLUDED.shard, queue = EXCLUDED.queue, data = EXCLUDED.data,
-    schedule = EXCLUDED.schedule, priority = EXCLUDED.priority, next_run = EXCLUDED.next_run;
-
--- name: delete_cron
-DELETE FROM mq_crons WHERE name = $1;
-
--- name: upsert_shard
-INSERT INTO mq_shards (shard, seq, total_pushed, total_completed, total_failed, total_expired,
-                       total_retried, total_cancelled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (shard) DO UPDATE
-SET seq = EXCLUDED.seq, total_pushed = EXCLUDED.total_pushed,
-    total_completed = EXCLUDED.total_completed, total_failed = EXCLUDED.total_failed,
-    total_expired = EXCLUDED.total_expired, total_retried = EXCLUDED.total_retried,
-    total_cancelled = EXCLUDED.total_cancelled;
-
 -- name: load_jobs
 SELECT * FROM mq_jobs WHERE shard = ANY($1::smallint[]) ORDER BY id;
 
@@ -76,63 +49,67 @@ SELECT shard, max(id) AS max_id FROM (
     SELECT shard, id FROM mq_done WHERE shard = ANY($1::smallint[])
 ) AS ids GROUP BY shard;
 
--- name: write_rows
--- One commit of a small batch in ONE round trip (autocommit): with fsync costing milliseconds,
--- round trips decide the latency of a durable reply. Each CTE takes parallel arrays (unnest);
--- the sets of ids are disjoint by construction (a live job is upserted, a gone one deleted).
-WITH
-gone_jobs AS (DELETE FROM mq_jobs WHERE id = ANY($1::bigint[])),
-gone_done AS (DELETE FROM mq_done WHERE id = ANY($2::bigint[])),
+-- Commit parts. A commit is ONE statement (one round trip, autocommit): `WITH` followed by the
+-- parts the batch needs, joined by commas, then `SELECT 1` (shard/persistence/store.py composes
+-- and caches them). `${0}`, `${1}`... are numbered by the composer. Each part takes parallel
+-- arrays (unnest); the id sets are disjoint by construction (a live job is upserted, a gone one
+-- deleted), so the parts never touch the same row.
+
+-- name: part_gone_jobs
+gone_jobs AS (DELETE FROM mq_jobs WHERE id = ANY(${0}::bigint[]))
+
+-- name: part_gone_done
+gone_done AS (DELETE FROM mq_done WHERE id = ANY(${0}::bigint[]))
+
+-- name: part_put_jobs
 put_jobs AS (
-    INSERT INTO mq_jobs (id, shard, queue, state, data, priority, created_at, run_at, started_at,
-                         attempts, max_attempts, backoff, ttl, timeout, unique_key, depends_on,
-                         pending_deps, progress, progress_msg, tags, dlq_at)
-    SELECT * FROM unnest($3::bigint[], $4::smallint[], $5::text[], $6::smallint[], $7::bytea[],
-                         $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-                         $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::text[],
-                         $18::text[], $19::text[], $20::integer[], $21::text[], $22::text[],
-                         $23::bigint[])
+    INSERT INTO mq_jobs (id, shard, queue, state, record)
+    SELECT * FROM unnest(${0}::bigint[], ${1}::smallint[], ${2}::text[], ${3}::smallint[],
+                         ${4}::bytea[])
     ON CONFLICT (id) DO UPDATE
     SET shard = EXCLUDED.shard, queue = EXCLUDED.queue, state = EXCLUDED.state,
-        data = EXCLUDED.data, priority = EXCLUDED.priority, created_at = EXCLUDED.created_at,
-        run_at = EXCLUDED.run_at, started_at = EXCLUDED.started_at,
-        attempts = EXCLUDED.attempts, max_attempts = EXCLUDED.max_attempts,
-        backoff = EXCLUDED.backoff, ttl = EXCLUDED.ttl, timeout = EXCLUDED.timeout,
-        unique_key = EXCLUDED.unique_key, depends_on = EXCLUDED.depends_on,
-        pending_deps = EXCLUDED.pending_deps, progress = EXCLUDED.progress,
-        progress_msg = EXCLUDED.progress_msg, tags = EXCLUDED.tags, dlq_at = EXCLUDED.dlq_at
-),
+        record = EXCLUDED.record
+)
+
+-- name: part_put_done
 put_done AS (
     INSERT INTO mq_done (id, shard, result, completed_at)
-    SELECT * FROM unnest($24::bigint[], $25::smallint[], $26::bytea[], $27::bigint[])
+    SELECT * FROM unnest(${0}::bigint[], ${1}::smallint[], ${2}::bytea[], ${3}::bigint[])
     ON CONFLICT (id) DO UPDATE SET result = EXCLUDED.result, completed_at = EXCLUDED.completed_at
-),
+)
+
+-- name: part_put_queues
 put_queues AS (
     INSERT INTO mq_queues (name, shard, paused, rate_limit, concurrency)
-    SELECT * FROM unnest($28::text[], $29::smallint[], $30::boolean[], $31::integer[],
-                         $32::integer[])
+    SELECT * FROM unnest(${0}::text[], ${1}::smallint[], ${2}::boolean[], ${3}::integer[],
+                         ${4}::integer[])
     ON CONFLICT (name) DO UPDATE
     SET shard = EXCLUDED.shard, paused = EXCLUDED.paused,
         rate_limit = EXCLUDED.rate_limit, concurrency = EXCLUDED.concurrency
-),
+)
+
+-- name: part_put_crons
 put_crons AS (
     INSERT INTO mq_crons (name, shard, queue, data, schedule, priority, next_run)
-    SELECT * FROM unnest($33::text[], $34::smallint[], $35::text[], $36::bytea[], $37::text[],
-                         $38::integer[], $39::bigint[])
+    SELECT * FROM unnest(${0}::text[], ${1}::smallint[], ${2}::text[], ${3}::bytea[],
+                         ${4}::text[], ${5}::integer[], ${6}::bigint[])
     ON CONFLICT (name) DO UPDATE
     SET shard = EXCLUDED.shard, queue = EXCLUDED.queue, data = EXCLUDED.data,
         schedule = EXCLUDED.schedule, priority = EXCLUDED.priority, next_run = EXCLUDED.next_run
-),
-gone_crons AS (DELETE FROM mq_crons WHERE name = ANY($40::text[])),
+)
+
+-- name: part_gone_crons
+gone_crons AS (DELETE FROM mq_crons WHERE name = ANY(${0}::text[]))
+
+-- name: part_put_shards
 put_shards AS (
     INSERT INTO mq_shards (shard, seq, total_pushed, total_completed, total_failed,
                            total_expired, total_retried, total_cancelled)
-    SELECT * FROM unnest($41::smallint[], $42::bigint[], $43::bigint[], $44::bigint[],
-                         $45::bigint[], $46::bigint[], $47::bigint[], $48::bigint[])
+    SELECT * FROM unnest(${0}::smallint[], ${1}::bigint[], ${2}::bigint[], ${3}::bigint[],
+                         ${4}::bigint[], ${5}::bigint[], ${6}::bigint[], ${7}::bigint[])
     ON CONFLICT (shard) DO UPDATE
     SET seq = EXCLUDED.seq, total_pushed = EXCLUDED.total_pushed,
         total_completed = EXCLUDED.total_completed, total_failed = EXCLUDED.total_failed,
         total_expired = EXCLUDED.total_expired, total_retried = EXCLUDED.total_retried,
         total_cancelled = EXCLUDED.total_cancelled
 )
-SELECT 1;

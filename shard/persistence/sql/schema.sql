@@ -4,7 +4,9 @@
 --
 -- Every row carries its shard: a worker loads and writes only the rows of the shards it owns,
 -- so changing WORKERS between runs just moves shards between processes.
--- Payloads (data, result) are the compact JSON bytes the server received, kept as bytea:
+-- A job is one row of five columns: what an operator may want to query (queue, state) and one
+-- msgpack record with the rest, so a commit encodes and writes 5 values per job, not 21.
+-- Payloads (data, result) are the compact JSON bytes the server received, kept as bytes:
 -- jsonb would reorder object keys and change what clients get back after a restart.
 
 CREATE TABLE mq_schema_version (
@@ -12,27 +14,11 @@ CREATE TABLE mq_schema_version (
 );
 
 CREATE TABLE mq_jobs (
-    id           bigint PRIMARY KEY,
-    shard        smallint NOT NULL,
-    queue        text NOT NULL,
-    state        smallint NOT NULL,        -- 0 waiting 1 delayed 2 active 3 waiting-children 4 failed
-    data         bytea NOT NULL,
-    priority     integer NOT NULL,
-    created_at   bigint NOT NULL,
-    run_at       bigint NOT NULL,
-    started_at   bigint NOT NULL,
-    attempts     bigint NOT NULL,
-    max_attempts bigint NOT NULL,
-    backoff      bigint NOT NULL,
-    ttl          bigint NOT NULL,
-    timeout      bigint NOT NULL,
-    unique_key   text,
-    depends_on   text NOT NULL,            -- JSON array of ids
-    pending_deps text NOT NULL,            -- JSON array: parents still unresolved
-    progress     integer NOT NULL,
-    progress_msg text,
-    tags         text NOT NULL,            -- JSON array of strings
-    dlq_at       bigint NOT NULL           -- when it entered the DLQ (DLQ order), else 0
+    id     bigint PRIMARY KEY,
+    shard  smallint NOT NULL,
+    queue  text NOT NULL,
+    state  smallint NOT NULL,       -- 0 waiting 1 delayed 2 active 3 waiting-children 4 failed
+    record bytea NOT NULL           -- msgpack of every other field (shard/persistence/records.py)
 );
 CREATE INDEX mq_jobs_shard ON mq_jobs (shard);
 

@@ -5,26 +5,11 @@ CREATE TABLE mq_schema_version (
 );
 
 CREATE TABLE mq_jobs (
-    id           bigint PRIMARY KEY,
-    shard        smallint NOT NULL,
-    queue        text NOT NULL,
-    state        smallint NOT NULL,
-    data         bytea NOT NULL,
-    priority     integer NOT NULL,
-    created_at   bigint NOT NULL,
-    run_at       bigint NOT NULL,
-    started_at   bigint NOT NULL,
-    attempts     bigint NOT NULL,
-    max_attempts bigint NOT NULL,
-    backoff      bigint NOT NULL,
-    ttl          bigint NOT NULL,
-    timeout      bigint NOT NULL,
-    unique_key   text,
-    depends_on   text NOT NULL,            -- JSON array of ids
-    pending_deps text NOT NULL,            -- JSON array: parents still unresolved
-    progress     integer NOT NULL,
-    progress_msg text,
-    tags         text NOT NULL             -- JSON array of strings
+    id     bigint PRIMARY KEY,
+    shard  smallint NOT NULL,
+    queue  text NOT NULL,
+    state  smallint NOT NULL,       -- 0 waiting 1 delayed 2 active 3 waiting-children 4 failed
+    record bytea NOT NULL           -- msgpack of every other field (shard/persistence/records.py)
 );
 CREATE INDEX mq_jobs_shard ON mq_jobs (shard);
 
