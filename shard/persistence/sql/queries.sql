@@ -17,10 +17,13 @@ INSERT INTO mq_schema_version (version) VALUES ($1);
 SELECT pg_advisory_xact_lock(7171717171);
 
 -- name: delete_jobs
-DELETE FROM mq_jobs WHERE id = ANY($1::bigint[]);
+-- Deletes join against unnest() rather than test `id = ANY($1)`: under a generic plan made while
+-- the table was small, ANY() became a sequential scan comparing every row with every id
+-- (700 ms for 1,000 ids in a 100k-row table, measured); the join always probes the primary key.
+DELETE FROM mq_jobs USING unnest($1::bigint[]) AS gone(id) WHERE mq_jobs.id = gone.id;
 
 -- name: delete_done
-DELETE FROM mq_done WHERE id = ANY($1::bigint[]);
+DELETE FROM mq_done USING unnest($1::bigint[]) AS gone(id) WHERE mq_done.id = gone.id;
 
 -- name: load_jobs
 SELECT * FROM mq_jobs WHERE shard = ANY($1::smallint[]) ORDER BY id;
@@ -56,10 +59,14 @@ SELECT shard, max(id) AS max_id FROM (
 -- deleted), so the parts never touch the same row.
 
 -- name: part_gone_jobs
-gone_jobs AS (DELETE FROM mq_jobs WHERE id = ANY(${0}::bigint[]))
+gone_jobs AS (
+    DELETE FROM mq_jobs USING unnest(${0}::bigint[]) AS gone(id) WHERE mq_jobs.id = gone.id
+)
 
 -- name: part_gone_done
-gone_done AS (DELETE FROM mq_done WHERE id = ANY(${0}::bigint[]))
+gone_done AS (
+    DELETE FROM mq_done USING unnest(${0}::bigint[]) AS gone(id) WHERE mq_done.id = gone.id
+)
 
 -- name: part_put_jobs
 put_jobs AS (
@@ -99,7 +106,9 @@ put_crons AS (
 )
 
 -- name: part_gone_crons
-gone_crons AS (DELETE FROM mq_crons WHERE name = ANY(${0}::text[]))
+gone_crons AS (
+    DELETE FROM mq_crons USING unnest(${0}::text[]) AS gone(name) WHERE mq_crons.name = gone.name
+)
 
 -- name: part_put_shards
 put_shards AS (

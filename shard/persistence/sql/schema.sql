@@ -3,7 +3,9 @@
 -- checks that both roads end in the same schema.
 --
 -- Every row carries its shard: a worker loads and writes only the rows of the shards it owns,
--- so changing WORKERS between runs just moves shards between processes.
+-- so changing WORKERS between runs just moves shards between processes. There is no index on
+-- shard: recovery reads a shard's rows once (a sequential scan), while every commit would pay
+-- to maintain one.
 -- A job is one row of five columns: what an operator may want to query (queue, state) and one
 -- msgpack record with the rest, so a commit encodes and writes 5 values per job, not 21.
 -- Payloads (data, result) are the compact JSON bytes the server received, kept as bytes:
@@ -20,7 +22,6 @@ CREATE TABLE mq_jobs (
     state  smallint NOT NULL,       -- 0 waiting 1 delayed 2 active 3 waiting-children 4 failed
     record bytea NOT NULL           -- msgpack of every other field (shard/persistence/records.py)
 );
-CREATE INDEX mq_jobs_shard ON mq_jobs (shard);
 
 CREATE TABLE mq_done (
     id           bigint PRIMARY KEY,
@@ -28,7 +29,6 @@ CREATE TABLE mq_done (
     result       bytea,
     completed_at bigint NOT NULL
 );
-CREATE INDEX mq_done_shard ON mq_done (shard, completed_at);
 
 CREATE TABLE mq_queues (
     name        text PRIMARY KEY,

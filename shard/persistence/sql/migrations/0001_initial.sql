@@ -19,6 +19,7 @@ CREATE TABLE mq_done (
     result       bytea,
     completed_at bigint NOT NULL
 );
+CREATE INDEX mq_done_shard ON mq_done (shard, completed_at);
 
 CREATE TABLE mq_queues (
     name        text PRIMARY KEY,
