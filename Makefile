@@ -45,8 +45,8 @@ test-integration: install browser-deps
 test-pg: install
 	$(BIN)/python -m pytest tests/pg
 
-bench: install              ## side by side with BullMQ on the local Redis
-	$(BIN)/python -m bench
+bench: install              ## side by side with BullMQ on the local Redis, then with PostgreSQL
+	$(BIN)/python -m bench --with-pg
 
 lint: install               ## ruff and mypy
 	$(BIN)/ruff check .

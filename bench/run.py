@@ -85,7 +85,7 @@ class Sizes:
     big_cycle: int = 5_000
     bull_preload_budget_s: float = 60.0
     bull_budget_s: float = 10.0
-    pg_budget_s: float = 10.0
+    pg_budget_s: float = 6.0
     core_small: int = 1_000
     core_big: int = 1_000_000
     core_ops: int = 100_000
