@@ -19,6 +19,7 @@ MAIN_ROWS: list[tuple[str, str, float | None]] = [
     ("cycle", "full cycle push→pull→ack, 1 conn", 2.0),
     ("push_c50", "push over 50 connections", 2.0),
     ("drain", "drain (PULLB+ACKB 1,000 / Worker c=50)", 5.0),
+    ("lib_worker", "Worker library, 100k no-op jobs, c=50", 3.0),
     ("getstate", "GETSTATE / getJobState, 1 conn", None),
     ("seq_push_1m", "sequential push, 1M waiting", None),
     ("cycle_1m", "full cycle, 1M waiting", None),

@@ -55,6 +55,7 @@ WORKLOADS = [
     "cycle",
     "push_c50",
     "drain",
+    "lib_worker",
     "getstate",
     "big",
     "core",
@@ -360,6 +361,18 @@ class Bench:
                 f"MagicQueue: {DRAIN_CONNS} connections (PULLB count {s.batch} + ACKB), "
                 f"BullMQ: one Worker, concurrency {BULL_DRAIN_CONCURRENCY}; jobs pre-added, untimed"
             )
+        if self.wanted("lib_worker"):
+            self.interleave(
+                "lib_worker",
+                s.drain,
+                self._mq_lib_worker,
+                self._bull_drain if bull else None,
+            )
+            self.res["workloads"]["lib_worker"]["note"] = (
+                f"MagicQueue: magicqueue_client.Worker, concurrency {BULL_DRAIN_CONCURRENCY}, "
+                "async no-op handler, client on asyncio in the bench process; BullMQ: one Worker, "
+                f"concurrency {BULL_DRAIN_CONCURRENCY}; jobs pre-added, untimed"
+            )
         if self.wanted("getstate"):
             self.interleave(
                 "getstate",
@@ -378,6 +391,22 @@ class Bench:
         # untimed prefill, the same split of jobs over the same queues as the drain
         self.mq("pushb", "drain prefill", queues=qs, total=s.drain, conns=DRAIN_CONNS, batch=2000)
         return self.mq("drain", "drain", queues=qs, total=s.drain, conns=DRAIN_CONNS, batch=s.batch)
+
+    def _mq_lib_worker(self, rep: int) -> dict[str, Any]:
+        """End to end: this repository's Worker library drains pre-pushed no-op jobs."""
+        from bench import client_worker
+
+        c = self.cluster
+        assert c is not None
+        r = client_worker.run("127.0.0.1", c.port, self.sizes.drain, BULL_DRAIN_CONCURRENCY)
+        self.check_cluster("lib_worker")
+        # No CPU split here (the report shows "-"): the client runs inside this process.
+        return {
+            "ops_per_s": r["jobs_per_s"],
+            "seconds": r["drain_s"],
+            "units": r["jobs"],
+            "requested": r["jobs"],
+        }
 
     def _bull_drain(self, rep: int) -> dict[str, Any]:
         return self.bull_call(
@@ -717,7 +746,9 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         self.loadgen.build()
-        main_keys = {"seq_push", "batch_push", "cycle", "push_c50", "drain", "getstate", "big"}
+        main_keys = {
+            "seq_push", "batch_push", "cycle", "push_c50", "drain", "lib_worker", "getstate", "big",
+        }  # fmt: skip
         need_bull = not self.skip_bullmq and any(self.wanted(k) for k in main_keys)
         if need_bull:
             why = redis_available()
