@@ -36,7 +36,7 @@ GC_DEEP_EVERY_S = 3600
 
 
 class ConfigError(ValueError):
-    pass
+    """A configuration value that cannot be used; the message names the variable."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:

@@ -42,7 +42,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 class StartError(Exception):
-    pass
+    """The cluster cannot start (a port or socket in use); the message says which."""
 
 
 def _say(msg: str) -> None:

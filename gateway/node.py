@@ -15,6 +15,7 @@ as timed out, let in-flight replies go out (bounded by the grace period), close 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
@@ -202,10 +203,8 @@ class Node:
             sock.close()
             return
         if len(self.conns) >= self.config.max_connections:
-            try:
+            with contextlib.suppress(OSError):  # best effort: the refusal is the close
                 sock.send(b'{"ok":false,"error":"Too many connections"}\n')
-            except OSError:
-                pass
             sock.close()
             return
         self._clients.start_soon(self._serve_client, sock, initial, authed)

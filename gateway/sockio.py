@@ -25,7 +25,16 @@ _YIELD_EVERY = 16  # consecutive reads that found data before we yield to other 
 
 
 class Wire:
-    __slots__ = ("_pending", "_reads", "_wake", "broken", "closed", "pending_bytes", "sock")
+    __slots__ = (
+        "_pending",
+        "_progress",
+        "_reads",
+        "_wake",
+        "broken",
+        "closed",
+        "pending_bytes",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -33,6 +42,7 @@ class Wire:
         self._pending: list[bytes] = []
         self.pending_bytes = 0
         self._wake = trio.Event()
+        self._progress = trio.Event()  # set whenever the writer got bytes out (backpressure)
         self._reads = 0
         self.closed = False
         self.broken = False  # the peer is gone or the socket failed
@@ -100,27 +110,28 @@ class Wire:
                 if n < len(data):
                     self._pending.append(data[n:])
                 self.pending_bytes = len(data) - n
-            self._drained()
-
-    def _drained(self) -> None:
-        pass
+                self._progress.set()
 
     async def wait_drained(self, high_water: int) -> None:
-        """Backpressure: wait until queued output is below `high_water`."""
+        """Backpressure: wait until queued output is below `high_water` (woken by the writer
+        each time it gets bytes out, so a client that stops reading stops being read)."""
         while self.pending_bytes > high_water and not self.broken and not self.closed:
-            await trio.sleep(0.001)
+            self._progress = trio.Event()
+            await self._progress.wait()
 
     def _break(self) -> None:
         self.broken = True
         self._pending.clear()
         self.pending_bytes = 0
         self._wake.set()
+        self._progress.set()
 
     async def aclose(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._wake.set()
+        self._progress.set()
         trio.lowlevel.notify_closing(self.sock)
         self.sock.close()
         await trio.lowlevel.checkpoint()

@@ -244,7 +244,7 @@ class DeliveryStats:
 
 
 class DeliveryError(Exception):
-    pass
+    """A delivery attempt failed (connection error or non-2xx): it will be retried."""
 
 
 class WebhookDispatcher:
