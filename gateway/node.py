@@ -39,7 +39,7 @@ from proto.errors import QueueError
 from shard.core import CoreConfig
 from shard.pending import Pending, gather
 from shard.persistence.writer import Persistence
-from shard.routing import owner_of, shard_of_name, shards_of_worker
+from shard.routing import owner_of, shard_of_id, shard_of_name, shards_of_worker
 from shard.runtime import Ctx, ShardHost
 
 log = logging.getLogger("magicqueue")
@@ -124,7 +124,7 @@ class Node:
     def watch(self, parents: list[int], watcher: int) -> Pending[Any]:
         by_owner: dict[int, list[int]] = {}
         for p in parents:
-            by_owner.setdefault(owner_of(p % 32, self.workers), []).append(p)
+            by_owner.setdefault(owner_of(shard_of_id(p), self.workers), []).append(p)
         parts = [self.router.part_call(w, "watch", [ps, watcher]) for w, ps in by_owner.items()]
 
         def merge(values: list[Any]) -> Any:
@@ -185,7 +185,7 @@ class Node:
         self.bus.link_up(peer)
         # The peer may have restarted: its watch registrations for our waiting children are gone.
         n = self.workers
-        self.host.rewatch(lambda parent: owner_of(parent % 32, n) == peer)
+        self.host.rewatch(lambda parent: owner_of(shard_of_id(parent), n) == peer)
 
     def link_down(self, peer: int, pid: int) -> None:
         self.bus.link_down(peer)

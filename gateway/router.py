@@ -17,7 +17,7 @@ their replies come back out of order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -148,7 +148,7 @@ class Router:
         kind = SCATTER_KIND.get(type(cmd))
         if kind is None:
             return QueueError(f"Invalid: {cmd.name} cannot be routed")
-        workers = range(self.workers)
+        workers: Sequence[int] = range(self.workers)
         merge_args: Any = None
         if isinstance(cmd, c.AckBatch):
             by_owner: dict[int, list[int]] = {}
@@ -159,12 +159,9 @@ class Router:
                 return {"ok": True, "ids": [0]}
         elif isinstance(cmd, c.ListJobs):
             args = [cmd.queue, cmd.state, cmd.offset + cmd.limit]
-            if cmd.queue is not None:
-                workers = range(self.workers)
-                only = owner_of(shard_of_name(cmd.queue), self.workers)
-                parts = [self.part_call(only, kind, args)]
-            else:
-                parts = [self.part_call(w, kind, args) for w in workers]
+            if cmd.queue is not None:  # one queue lives on one worker
+                workers = [owner_of(shard_of_name(cmd.queue), self.workers)]
+            parts = [self.part_call(w, kind, args) for w in workers]
             merge_args = (cmd.offset, cmd.limit)
         else:
             parts = [self.part_call(w, kind, None) for w in workers]
@@ -179,12 +176,9 @@ class Router:
             return merge_parts(kind, values, merge_args)
 
         # An ACKB part that must wait for its commit resolves to a Pending of the reply.
-        flat: list[Any] = []
-        for v in parts:
-            flat.append(v)
-        if any(isinstance(v, Pending) for v in flat):
-            return _gather_deep(flat, merge)
-        return merge(flat)
+        if any(isinstance(v, Pending) for v in parts):
+            return _gather_deep(parts, merge)
+        return merge(parts)
 
 
 def _gather_deep(items: list[Any], done: Any) -> Pending[Result]:

@@ -88,7 +88,8 @@ HIST_BOUNDS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 
 
 # A deadline heap is compacted when it grows past max(this, 2x its size after the last pass).
 _COMPACT_MIN = 4096
-_TOTALS = (
+# The counters every shard keeps (METRICS, Prometheus, and what persistence stores per shard).
+TOTALS = (
     "total_pushed",
     "total_completed",
     "total_failed",
@@ -115,11 +116,6 @@ class Histogram:
     def observe(self, ms: int) -> None:
         self.counts[bisect_left(HIST_BOUNDS, ms)] += 1
         self.sum += ms
-
-    def merge(self, counts: list[int], total: int) -> None:
-        for i, c in enumerate(counts):
-            self.counts[i] += c
-        self.sum += total
 
 
 class Level:
@@ -189,9 +185,6 @@ class Queue:
             "rate_limit": self.rate_limit,
             "concurrency_limit": self.concurrency,
         }
-
-    def has_setting(self) -> bool:
-        return self.paused or self.rate_limit is not None or self.concurrency is not None
 
 
 class CronEntry:
@@ -767,9 +760,6 @@ class Shard:
                 n += 1
         return n
 
-    def owners(self) -> list[Hashable]:
-        return list(self.held)
-
     # ------------------------------------------------------------ dependencies
 
     def _notify(self, job_id: int, ok: bool) -> None:
@@ -1083,7 +1073,7 @@ class Shard:
 
     def restore_meta(self, seq: int, totals: Mapping[str, int]) -> None:
         self.seq = max(self.seq, seq)
-        for k in _TOTALS:
+        for k in TOTALS:
             setattr(self, k, int(totals.get(k, 0)))
 
     def restore_queue(
@@ -1178,10 +1168,6 @@ class Shard:
         self.events.clear()
         self.wake_at = self.next_deadline()
 
-    def pending_parents(self) -> dict[int, list[int]]:
-        """Parents that local waiting-children still wait for -> those children."""
-        return {p: list(c) for p, c in self.waiting_for.items()}
-
     # ------------------------------------------------------------ listing and counters
 
     def queue_infos(self) -> list[dict[str, Any]]:
@@ -1269,17 +1255,7 @@ class Shard:
 
 def merge_metrics(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Combine per-shard `Shard.metrics()` into the METRICS reply body."""
-    totals = dict.fromkeys(
-        (
-            "total_pushed",
-            "total_completed",
-            "total_failed",
-            "total_expired",
-            "total_retried",
-            "total_cancelled",
-        ),
-        0,
-    )
+    totals = dict.fromkeys(TOTALS, 0)
     count = lat = 0
     queues: list[dict[str, Any]] = []
     for p in parts:

@@ -37,7 +37,7 @@ from proto.errors import InvalidRequest, PersistenceUnavailable, QueueError
 from proto.wire import Event, Fragment, job_to_wire
 from shard.core import NEVER, CoreConfig, Shard, merge_metrics, merge_stats
 from shard.job import Job
-from shard.pending import Pending, gather
+from shard.pending import Pending
 from shard.routing import shard_of_id, shard_of_name
 from shard.shardset import ShardSet
 
@@ -669,14 +669,6 @@ class ShardHost:
             nxt = min(nxt, self._waiter_heap[0][0])
         self._timer_at = nxt
 
-    # ------------------------------------------------------------ gathering helpers
-
-    def stats_reply(self, parts: list[Any]) -> Reply:
-        return {"ok": True, **merge_stats(parts)}
-
-    def metrics_reply(self, parts: list[Any]) -> Reply:
-        return {"ok": True, "metrics": merge_metrics(p for part in parts for p in part)}
-
 
 def merge_parts(kind: str, parts: list[Any], args: Any = None) -> Reply:
     """Combine the `part()` answers of every worker into the client's reply."""
@@ -746,4 +738,4 @@ SCATTER_KIND: dict[type[c.Command], str] = {
     c.ListWorkers: "workers",
 }
 
-__all__ = ["SCATTER_KIND", "Ctx", "Result", "ShardHost", "gather", "merge_parts", "now_ms"]
+__all__ = ["SCATTER_KIND", "Ctx", "Result", "ShardHost", "merge_parts", "now_ms"]

@@ -33,6 +33,7 @@ _PARTS = (
     ("gone_crons", 1),
     ("put_shards", 8),
 )
+_WIDTH = dict(_PARTS)
 
 APPLICATION_NAME = "magicqueue"  # how our sessions show in pg_stat_activity
 CONNECT_TIMEOUT_S = 5.0
@@ -221,7 +222,7 @@ def _statement(parts: dict[str, list[list[Any]]]) -> tuple[str, list[Any]]:
         pieces = []
         n = 1
         for name in names:
-            width = dict(_PARTS)[name]
+            width = _WIDTH[name]
             pieces.append(q(f"part_{name}").format(*range(n, n + width)))
             n += width
         sql = _composed[key] = "WITH " + ",\n".join(pieces) + "\nSELECT 1"

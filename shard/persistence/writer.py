@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from proto.errors import PersistenceUnavailable, QueueError
-from shard.core import Shard
+from shard.core import TOTALS, Shard
 from shard.pending import Pending
 from shard.persistence.bridge import AsyncioThread
 from shard.persistence.records import pack, unpack
@@ -54,15 +54,6 @@ COMMIT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 2.0
 STARTUP_WAIT_S = 30.0  # how long a starting worker waits for the database to appear
-
-_TOTALS = (
-    "total_pushed",
-    "total_completed",
-    "total_failed",
-    "total_expired",
-    "total_retried",
-    "total_cancelled",
-)
 
 
 class Persistence:
@@ -266,7 +257,7 @@ class Persistence:
                     b.crons.append(
                         (name, idx, c.queue, c.data, c.schedule.text, c.priority, c.next_run)
                     )
-            b.shards.append((idx, s.seq, *(getattr(s, k) for k in _TOTALS)))
+            b.shards.append((idx, s.seq, *(getattr(s, k) for k in TOTALS)))
             taken.seqs[idx] = s.seq
         return b, taken
 
