@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from proto.limits import MAX_BATCH, MAX_FRAME_BYTES, MAX_JOB_BYTES, MAX_QUEUE_NAME_BYTES, Limits
+from shard.persistence.pgwire import parse_dsn
 
 # Client connections one worker accepts; beyond it new ones are closed at once.
 MAX_CONNECTIONS = 10_000
@@ -54,6 +55,16 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("DATABASE_URL", "").strip() or None
+    if url is not None:
+        try:
+            parse_dsn(url)  # the commit connection's parser: what it cannot use stops us here
+        except ValueError as e:
+            raise ConfigError(f"DATABASE_URL: {e}") from None
+    return url
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -110,7 +121,7 @@ class Config:
             http_port=_int(e, "HTTP_PORT", 6790, 0, 65535),
             grpc=_flag(e, "GRPC"),
             grpc_port=_int(e, "GRPC_PORT", 6791, 0, 65535),
-            database_url=e.get("DATABASE_URL", "").strip() or None,
+            database_url=_database_url(e),
             limits=limits,
             max_connections=_int(e, "MAX_CONNECTIONS", MAX_CONNECTIONS, 1, 1_000_000),
             completed_keep=_int(e, "COMPLETED_KEEP", COMPLETED_KEEP, 0, 100_000_000),

@@ -244,6 +244,7 @@ def test_kill_9_loses_no_acknowledged_job(fresh_db: str) -> None:
     c1 = cluster(fresh_db).start()
     acked: set[tuple[int, int]] = set()
     refused: set[tuple[int, int]] = set()
+    top_id: dict[str, int] = {}  # the highest acknowledged id per queue
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -260,9 +261,12 @@ def test_kill_9_loses_no_acknowledged_job(fresh_db: str) -> None:
                 # every fifth push reuses the previous key: refused while that job is live
                 if seq % 5 == 0:
                     key = f"k-{n}-{seq - 1}"
-                r = cl.call("PUSH", queue=f"crash-{n % 10}", data=[n, seq], unique_key=key)
+                queue = f"crash-{n % 10}"
+                r = cl.call("PUSH", queue=queue, data=[n, seq], unique_key=key)
                 with lock:
                     (acked if r.get("ok") else refused).add((n, seq))
+                    if r.get("ok"):
+                        top_id[queue] = max(top_id.get(queue, 0), r["id"])
         except (OSError, ValueError):
             return  # the server died under us: that request's outcome is unknown
         finally:
@@ -274,6 +278,9 @@ def test_kill_9_loses_no_acknowledged_job(fresh_db: str) -> None:
     deadline = time.monotonic() + 30
     while len(acked) < 2000 and time.monotonic() < deadline:
         time.sleep(0.02)
+    with c1.client() as c:  # an id whose row is gone must not be handed out again either
+        gone = c.ok("PUSH", queue="crash-gone", data=0)["id"]
+        c.ok("CANCEL", id=gone)
     c1.kill()  # SIGKILL to the supervisor and every worker, mid-flight
     stop.set()
     for t in threads:
@@ -291,6 +298,26 @@ def test_kill_9_loses_no_acknowledged_job(fresh_db: str) -> None:
         assert not (refused & found), "a refused push came back"
         # at most one request per client was in flight when the server died
         assert len(found - acked) <= 50
+        # ids are never reused after a crash, not even the id of a deleted job
+        for queue, top in {**top_id, "crash-gone": gone}.items():
+            assert c.ok("PUSH", queue=queue, data="after")["id"] > top, queue
+
+
+def test_shard_row_reserves_ids_and_counters_follow_without_a_stop(fresh_db: str) -> None:
+    queue = "counted"
+    shard = zlib.crc32(queue.encode()) % 32
+
+    def row() -> tuple[int, int]:
+        out = psql(f"SELECT seq, total_pushed FROM mq_shards WHERE shard = {shard}", fresh_db)
+        seq, pushed = out.split("|") if out else ("0", "0")
+        return int(seq), int(pushed)
+
+    with cluster(fresh_db) as c1, c1.client() as c:
+        ids = [c.ok("PUSH", queue=queue, data=i)["id"] for i in range(3)]
+        # the first commit stored a reservation above every id handed out since
+        assert row()[0] * 32 > max(ids)
+        # counters are not rewritten by every commit, but reach the database within a second
+        assert _eventually(lambda: row()[1] == 3, timeout=5.0)
 
 
 # ---------------------------------------------------------------- database faults
