@@ -12,6 +12,7 @@ import struct
 
 import pytest
 
+from shard.persistence.commit import JOB_TYPES, copy_job_rows
 from shard.persistence.pgwire import (
     BOOL,
     BYTEA,
@@ -120,3 +121,12 @@ def test_copy_rows_binary_layout() -> None:
     assert row == struct.pack("!hiq", 3, 8, 5) + struct.pack("!i", 1) + b"q" + struct.pack("!i", -1)
     with pytest.raises(ValueError):  # a row of the wrong width never reaches the server
         copy_rows((INT8, TEXT), [(1,)])
+
+
+def test_copy_job_rows_equals_the_generic_encoder() -> None:
+    rows = [
+        (32, 0, "q", 0, b"\x91\x01"),
+        (65, 1, "quéue", 4, b""),
+        (1 << 40, 31, "q", 2, b"x" * 300),
+    ]
+    assert copy_job_rows(rows) == copy_rows(JOB_TYPES, rows)
