@@ -93,6 +93,13 @@ class Batch:
 
 async def write(conn: Connection, b: Batch) -> None:
     """One transaction: after it returns, every change in `b` is durable."""
+    p = build(conn, b)
+    if p:
+        await conn.run(p)
+
+
+def build(conn: Connection, b: Batch) -> Pipeline:
+    """The pipeline that writes `b` (empty if there is nothing to write)."""
     p = conn.pipeline()
     if len(b.jobs) + len(b.done) <= SMALL_BATCH_ROWS:
         _put(p, "gone_jobs", [(i,) for i in b.gone_jobs])
@@ -110,8 +117,7 @@ async def write(conn: Connection, b: Batch) -> None:
     _put(p, "put_crons", b.crons)
     _put(p, "gone_crons", [(n,) for n in b.cron_deletes])
     _put(p, "put_shards", b.shards)
-    if p:
-        await conn.run(p)
+    return p
 
 
 _JOB_HEAD = struct.Struct("!hiqihi")  # 5 fields; id: int8; shard: int2; the queue's length

@@ -14,7 +14,8 @@ The client speaks protocol 3.0 and only what the writer needs:
 - **pipelines**: a `Pipeline` collects frontend messages (Parse once per statement text, then
   Bind/Execute with binary parameters, COPY FROM STDIN BINARY with its data, and one Sync) and
   `Connection.run` sends them in one write and reads up to ReadyForQuery: one round trip per
-  commit. Everything before the Sync is one implicit transaction, so an error anywhere rolls
+  commit (`start` and `finish` are its two halves, for a caller that must send without
+  awaiting). Everything before the Sync is one implicit transaction, so an error anywhere rolls
   all of it back, and the server skips the rest of the pipeline up to the Sync;
 - named prepared statements, cached per connection; a statement counts as prepared only when its
   ParseComplete arrives, so one skipped after an error is parsed again next time.
@@ -293,6 +294,8 @@ class Connection:
         self._counter = 0
         self.server: dict[str, str] = {}  # ParameterStatus values
         self.backend_pid = 0
+        self._unsent: memoryview | None = None  # of the pipeline in flight
+        self._parsing: list[tuple[str, str]] | None = None  # its Parses awaiting ParseComplete
 
     # -------------------------------------------------------- opening and closing
 
@@ -331,13 +334,39 @@ class Connection:
 
     async def run(self, pipeline: Pipeline) -> None:
         """Send the pipeline, wait for its ReadyForQuery; raise the first error it caused."""
+        self.start(pipeline)
+        await self.finish()
+
+    def start(self, pipeline: Pipeline) -> None:
+        """Send what the socket takes at once, without waiting: a caller on the hot path (a
+        request that finds no commit in flight) puts its commit on the wire immediately and
+        leaves the rest, and the reply, to `finish`. One pipeline at a time."""
         sock = self._sock
         if sock is None:
             raise PgConnectionError("connection closed")
+        if self._unsent is not None or self._parsing is not None:
+            raise RuntimeError("a pipeline is already in flight")
+        data = memoryview(pipeline.build())
         try:
-            await self._send(pipeline.build())
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self.close()
+            raise PgConnectionError(f"send failed: {e}") from e
+        self._unsent = data[sent:] if sent < len(data) else None
+        self._parsing = list(pipeline.parsing.items())
+
+    async def finish(self) -> None:
+        """Complete the pipeline `start` began: the rest of it, then its reply."""
+        parsing = self._parsing
+        if parsing is None:
+            raise RuntimeError("no pipeline in flight")
+        try:
+            unsent, self._unsent = self._unsent, None
+            if unsent is not None:
+                await self._send(unsent)
             error: PgError | None = None
-            parsing = list(pipeline.parsing.items())
             while True:
                 kind, body = await self._read_message()
                 if kind == b"1":  # ParseComplete, in the order the Parses were sent
@@ -356,6 +385,8 @@ class Connection:
             # unknown, so this connection cannot be used again.
             self.close()
             raise
+        finally:
+            self._parsing = None
         if error is not None:
             raise error
 
@@ -431,7 +462,7 @@ class Connection:
 
     # -------------------------------------------------------- socket
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes | memoryview) -> None:
         sock = self._sock
         if sock is None:
             raise PgConnectionError("connection closed")

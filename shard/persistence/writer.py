@@ -92,13 +92,17 @@ class Persistence:
         self._stored_totals: dict[int, tuple[int, ...]] = {}  # shard -> counters in its row
         self._totals_written_at = 0.0  # trio clock
         self._totals_pending: set[int] = set()  # shards whose changed counters wait
+        self._flight: _Flight | None = None  # the commit on the wire
         self._stopping = False
+        self._stopped = trio.Event()
 
     # ------------------------------------------------------------ Durability (for ShardHost)
 
     def commit(self) -> Pending[QueueError | None]:
         p: Pending[QueueError | None] = Pending()
         self._waiters.append(p)
+        if self._flight is None and self.healthy and not self._stopping:
+            self._begin()  # nothing in flight: this change goes on the wire right now
         self._wake.set()
         return p
 
@@ -125,11 +129,11 @@ class Persistence:
         nursery.start_soon(self._run)
 
     async def stop(self) -> None:
-        """Write what is still dirty (bounded), then close."""
+        """Have the writer write what is still dirty (bounded), then close."""
         self._stopping = True
-        if self.healthy:
-            with trio.move_on_after(COMMIT_TIMEOUT_S):
-                await self._commit_once(final=True)
+        self._wake.set()
+        with trio.move_on_after(COMMIT_TIMEOUT_S):
+            await self._stopped.wait()
         if self.conn is not None:
             self.conn.close()
 
@@ -195,6 +199,13 @@ class Persistence:
 
     # ------------------------------------------------------------ group commit
 
+    # A commit has two halves. `_begin` (synchronous) takes the snapshot and puts the pipeline
+    # on the wire; `_end` (the writer task) reads PostgreSQL's answer and resolves the replies
+    # that waited for it. A reply that finds nothing in flight begins its commit itself, inside
+    # the request that made the change, before the writer task is even scheduled (that hop was
+    # ~15% of a sequential durable push, measured). Replies that come while a commit is in
+    # flight wait for the next one, which the writer begins as soon as that one ends.
+
     async def _run(self) -> None:
         delay = RECONNECT_MIN_S
         while True:
@@ -204,6 +215,15 @@ class Persistence:
             ):
                 await self._wake.wait()
             self._wake = trio.Event()
+            if self._flight is not None:
+                await self._end()
+            if self._stopping:
+                if self.healthy:
+                    self._begin(final=True)
+                    if self._flight is not None:
+                        await self._end()
+                self._stopped.set()
+                return
             if not self.healthy:
                 try:
                     await self._open()
@@ -216,9 +236,11 @@ class Persistence:
                     continue
                 delay = RECONNECT_MIN_S
                 log.warning("database reachable again: writing what was held back")
-            await self._commit_once()
+            self._begin()
+            if self._flight is not None:
+                await self._end()
 
-    async def _commit_once(self, final: bool = False) -> None:
+    def _begin(self, final: bool = False) -> None:
         waiters, self._waiters = self._waiters, []
         batch, taken = self._snapshot(final)
         if not batch:
@@ -226,30 +248,35 @@ class Persistence:
             for w in waiters:
                 w.resolve(None)
             return
-        started = trio.current_time()
         try:
-            if self.conn is None or self.conn.closed:
+            conn = self.conn
+            if conn is None or conn.closed:
                 raise ConnectionError("no database connection")
-            with trio.fail_after(COMMIT_TIMEOUT_S):
-                await commit.write(self.conn, batch)
+            conn.start(commit.build(conn, batch))
         except Exception as e:
-            self.failures += 1
-            if self.healthy:
-                log.error("commit failed, persistence unavailable: %r", e)
-            self.healthy = False
-            self._give_back(taken)
-            for w in waiters:
-                w.resolve(PersistenceUnavailable())
-            self._fail_waiters()
-            self._wake.set()  # try to reconnect and write it again
+            self._failed(e, waiters, taken)
             return
+        self._flight = _Flight(waiters, batch, taken, trio.current_time())
+
+    async def _end(self) -> None:
+        f = self._flight
+        assert f is not None and self.conn is not None
+        try:
+            with trio.fail_after(COMMIT_TIMEOUT_S):
+                await self.conn.finish()
+        except Exception as e:
+            self._flight = None
+            self._failed(e, f.waiters, f.taken)
+            return
+        self._flight = None
         self.healthy = True
         self.commits += 1
+        batch, taken = f.batch, f.taken
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "commit: %d job rows, %d done rows, %d gone, %d replies waited, %.2f ms",
-                len(batch.jobs), len(batch.done), len(batch.gone_jobs), len(waiters),
-                (trio.current_time() - started) * 1000,
+                len(batch.jobs), len(batch.done), len(batch.gone_jobs), len(f.waiters),
+                (trio.current_time() - f.started) * 1000,
             )  # fmt: skip
         for index, seq in taken.seqs.items():
             self._committed_seq[index] = seq
@@ -258,8 +285,21 @@ class Persistence:
             self._stored_totals[index] = totals
         if taken.totals_flushed:
             self._totals_written_at = trio.current_time()
-        for w in waiters:
+        for w in f.waiters:
             w.resolve(None)
+
+    def _failed(
+        self, e: Exception, waiters: list[Pending[QueueError | None]], taken: _Taken
+    ) -> None:
+        self.failures += 1
+        if self.healthy:
+            log.error("commit failed, persistence unavailable: %r", e)
+        self.healthy = False
+        self._give_back(taken)
+        for w in waiters:
+            w.resolve(PersistenceUnavailable())
+        self._fail_waiters()
+        self._wake.set()  # try to reconnect and write it again
 
     def _fail_waiters(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -332,6 +372,22 @@ class Persistence:
                 s.dirty |= dirty
             s.dirty_queues |= dq
             s.dirty_crons |= dc
+
+
+class _Flight:
+    __slots__ = ("batch", "started", "taken", "waiters")
+
+    def __init__(
+        self,
+        waiters: list[Pending[QueueError | None]],
+        batch: Batch,
+        taken: _Taken,
+        started: float,
+    ) -> None:
+        self.waiters = waiters
+        self.batch = batch
+        self.taken = taken
+        self.started = started
 
 
 class _Taken:

@@ -125,3 +125,17 @@ async def test_connect_errors_are_clear(table: str) -> None:
         await Connection.connect(parse_dsn(dsn("no_such_database_here")))
     with pytest.raises(PgConnectionError, match="cannot connect"):
         await Connection.connect(parse_dsn("postgresql://127.0.0.1:1/x"))
+
+
+async def test_start_then_finish_is_one_round_trip_in_two_halves(table: str) -> None:
+    conn = await connect(table)
+    try:
+        conn.start(conn.pipeline().execute(INSERT, OIDS, rows_args([(1, "a", b"", 1)])))
+        with pytest.raises(RuntimeError):  # one pipeline at a time
+            conn.start(conn.pipeline().execute(INSERT, OIDS, rows_args([(2, "b", b"", 2)])))
+        await conn.finish()
+        with pytest.raises(RuntimeError):
+            await conn.finish()
+        assert psql("SELECT array_agg(id) FROM pw", table) == "{1}"
+    finally:
+        conn.close()
