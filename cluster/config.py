@@ -23,6 +23,9 @@ CLIENT_WRITE_HIGH_WATER = 8 * 1024 * 1024
 LINK_WAIT_MS = 3_000
 # Shutdown: time given to in-flight requests before connections are closed.
 SHUTDOWN_GRACE_S = 8.0
+# A commit PostgreSQL has not answered by then is given up: its replies answer
+# `Persistence unavailable` and the connection is replaced.
+COMMIT_TIMEOUT_MS = 10_000
 # Completed job ids (and ACK results) remembered per shard, and for how long.
 COMPLETED_KEEP = 100_000
 COMPLETED_TTL_MS = 3_600_000
@@ -83,6 +86,7 @@ class Config:
     grpc: bool = False
     grpc_port: int = 6791
     database_url: str | None = None
+    commit_timeout_ms: int = COMMIT_TIMEOUT_MS
     limits: Limits = field(default_factory=Limits)
     max_connections: int = MAX_CONNECTIONS
     client_write_high_water: int = CLIENT_WRITE_HIGH_WATER
@@ -122,6 +126,7 @@ class Config:
             grpc=_flag(e, "GRPC"),
             grpc_port=_int(e, "GRPC_PORT", 6791, 0, 65535),
             database_url=_database_url(e),
+            commit_timeout_ms=_int(e, "COMMIT_TIMEOUT_MS", COMMIT_TIMEOUT_MS, 100, 600_000),
             limits=limits,
             max_connections=_int(e, "MAX_CONNECTIONS", MAX_CONNECTIONS, 1, 1_000_000),
             completed_keep=_int(e, "COMPLETED_KEEP", COMPLETED_KEEP, 0, 100_000_000),

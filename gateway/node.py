@@ -105,7 +105,9 @@ class Node:
         self.handoff = Handoff(self) if config.handoff and config.workers > 1 else None
         self.persistence: Persistence | None = None
         if config.database_url:
-            self.persistence = Persistence(self.host, config.database_url)
+            self.persistence = Persistence(
+                self.host, config.database_url, config.commit_timeout_ms / 1000
+            )
         self._tokens = itertools.count(1)
         self.conns: set[ClientConn] = set()
         self.stopping = False

@@ -21,9 +21,9 @@ second statement cost a sequential push ~30% of its latency (measured). Its `seq
 reservation: when a shard's sequence passes the stored bound, the same commit that carries the
 new ids stores `seq + SEQ_BLOCK`, so a restart continues above every id ever handed out (ids skip
 ahead by up to a block at each restart, and are never reused). The counters ride along with any
-shard-row write and are otherwise flushed at most `TOTALS_EVERY_S` after they change, and at
-stop: a clean restart keeps them exact; a crash can lose at most the last second of counts,
-never a job.
+shard-row write and are otherwise flushed about `TOTALS_EVERY_S` after they change (checked every
+`TICK_S`), and at stop: a clean restart keeps them exact; a crash can lose the last second or so
+of counts, never a job.
 
 **Faults.** A failed or timed-out commit marks the store unhealthy: the replies waiting on it
 answer `Persistence unavailable` (never ok), their changes stay dirty (memory and database
@@ -42,7 +42,6 @@ settings, counters, and each shard's id sequence, so ids are never reused).
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -68,11 +67,14 @@ COMMIT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 2.0
 STARTUP_WAIT_S = 30.0  # how long a starting worker waits for the database to appear
-TOTALS_EVERY_S = 1.0  # counters that changed are written at least this often
+TOTALS_EVERY_S = 1.0  # counters that changed are written about this often
+TICK_S = 0.5  # how often the commit timeout and the counters' flush are checked
 
 
 class Persistence:
-    def __init__(self, host: ShardHost, dsn: str) -> None:
+    def __init__(
+        self, host: ShardHost, dsn: str, commit_timeout_s: float = COMMIT_TIMEOUT_S
+    ) -> None:
         self.host = host
         self.store = Store(dsn)
         self.bridge = AsyncioThread(f"asyncpg-{min(host.shards, default=0)}")
@@ -93,6 +95,8 @@ class Persistence:
         self._totals_written_at = 0.0  # trio clock
         self._totals_pending: set[int] = set()  # shards whose changed counters wait
         self._flight: _Flight | None = None  # the commit on the wire
+        self.commit_timeout_s = commit_timeout_s
+        self._scope = trio.CancelScope()  # the writer's; `_tick` cancels a commit that hangs
         self._stopping = False
         self._stopped = trio.Event()
 
@@ -127,12 +131,13 @@ class Persistence:
         self.healthy = True
         self.host.durability = self
         nursery.start_soon(self._run)
+        nursery.start_soon(self._tick)
 
     async def stop(self) -> None:
         """Have the writer write what is still dirty (bounded), then close."""
         self._stopping = True
         self._wake.set()
-        with trio.move_on_after(COMMIT_TIMEOUT_S):
+        with trio.move_on_after(self.commit_timeout_s):
             await self._stopped.wait()
         if self.conn is not None:
             self.conn.close()
@@ -205,18 +210,41 @@ class Persistence:
     # the request that made the change, before the writer task is even scheduled (that hop was
     # ~15% of a sequential durable push, measured). Replies that come while a commit is in
     # flight wait for the next one, which the writer begins as soon as that one ends.
+    #
+    # The writer's loop enters no cancel scope per commit (each cost as much as encoding a
+    # one-job commit, measured): the commit timeout and the counters' flush are checked by
+    # `_tick` twice a second, which cancels the writer's one long-lived scope when a commit
+    # overstays.
 
     async def _run(self) -> None:
+        while True:
+            with trio.CancelScope() as self._scope:
+                await self._loop()
+                return
+            # `_tick` cancelled a commit that took too long; the connection closed itself
+            f, self._flight = self._flight, None
+            if f is not None:
+                self._failed(TimeoutError("commit timed out"), f.waiters, f.taken)
+
+    async def _tick(self) -> None:
+        while not self._stopped.is_set():
+            await trio.sleep(TICK_S)
+            now = trio.current_time()
+            f = self._flight
+            if f is not None and now - f.started > self.commit_timeout_s:
+                self._scope.cancel()
+            if self._totals_pending and now >= self._totals_written_at + TOTALS_EVERY_S:
+                self._wake.set()
+
+    async def _loop(self) -> None:
         delay = RECONNECT_MIN_S
         while True:
-            # Counters held back wake the writer by themselves (see the module header).
-            with trio.move_on_at(
-                self._totals_written_at + TOTALS_EVERY_S if self._totals_pending else math.inf
-            ):
-                await self._wake.wait()
+            await self._wake.wait()
             self._wake = trio.Event()
             if self._flight is not None:
                 await self._end()
+                if not self._stopping:
+                    continue  # whatever came meanwhile has set `_wake` again
             if self._stopping:
                 if self.healthy:
                     self._begin(final=True)
@@ -262,8 +290,7 @@ class Persistence:
         f = self._flight
         assert f is not None and self.conn is not None
         try:
-            with trio.fail_after(COMMIT_TIMEOUT_S):
-                await self.conn.finish()
+            await self.conn.finish()  # bounded by `_tick`
         except Exception as e:
             self._flight = None
             self._failed(e, f.waiters, f.taken)
@@ -296,6 +323,10 @@ class Persistence:
             log.error("commit failed, persistence unavailable: %r", e)
         self.healthy = False
         self._give_back(taken)
+        # The transaction may still commit on the server (a timed-out one, say): its new ids
+        # may have rows now, so the next commit deletes before it copies them.
+        for index, seq in taken.seqs.items():
+            self._committed_seq[index] = max(self._committed_seq.get(index, 0), seq)
         for w in waiters:
             w.resolve(PersistenceUnavailable())
         self._fail_waiters()

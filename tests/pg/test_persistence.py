@@ -20,7 +20,7 @@ import pytest
 from shard.persistence import sql
 from shard.persistence.store import Store
 from tests.harness import Client, Cluster
-from tests.pg.conftest import dsn, psql
+from tests.pg.conftest import PG_HOST, PG_PORT, dsn, psql
 
 
 def cluster(db: str, workers: int = 2, **env: str) -> Cluster:
@@ -371,6 +371,41 @@ def test_killed_connection_gives_errors_then_resumes(fresh_db: str) -> None:
     with cluster(fresh_db) as c2, c2.client() as c:
         for jid in expect:
             assert c.ok("GETSTATE", id=jid)["state"] == "waiting", jid
+
+
+@pytest.mark.timeout(120)
+def test_a_hung_commit_times_out_then_service_resumes(fresh_db: str) -> None:
+    qa, _ = queues_on_both("hang")
+    locked = (
+        "SELECT count(*) FROM pg_locks WHERE relation = 'mq_jobs'::regclass "
+        "AND mode = 'AccessExclusiveLock' AND granted"
+    )
+    with cluster(fresh_db, COMMIT_TIMEOUT_MS="1000") as c1, c1.client() as c:
+        c.ok("PUSH", queue=qa, data="first")
+        # Another session holds a lock every commit needs, for a few seconds: commits hang.
+        holder = subprocess.Popen(
+            ["psql", "-h", PG_HOST, "-p", PG_PORT, "-d", fresh_db, "-qc",
+             "BEGIN; LOCK TABLE mq_jobs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert _eventually(lambda: psql(locked, fresh_db) == "1", timeout=10)
+            started = time.monotonic()
+            # 300 jobs: the COPY path, whose retry must cope with the hung transaction
+            # committing after all once the lock is gone
+            r = c.call("PUSHB", queue=qa, jobs=[{"data": i} for i in range(300)])
+            waited = time.monotonic() - started
+            assert r == {"ok": False, "error": "Persistence unavailable"}, r
+            assert 0.9 < waited < 5, waited  # the timeout, not the lock, ended the wait
+            assert c.ok("STATS")["queued"] >= 1  # reads keep answering
+        finally:
+            holder.wait(timeout=30)
+        assert _eventually(lambda: c.call("PUSH", queue=qa, data="after")["ok"], timeout=20)
+        assert _eventually(lambda: c.call("PUSH", queue=qa, data="again")["ok"], timeout=5)
+        waiting = c.ok("STATS")["queued"]
+    # memory and database agree: what the cluster held is what comes back
+    with cluster(fresh_db) as c2, c2.client() as c:
+        assert c.ok("STATS")["queued"] == waiting
 
 
 PG_VERSION = subprocess.run(
