@@ -348,15 +348,16 @@ class Persistence:
             idx = s.index
             if not (dirty or s.dirty_queues or s.dirty_crons or idx in pending):
                 continue  # counters only change with a job, and a changed job is dirty
-            totals = _totals(s)
-            changed = totals != self._stored_totals.get(idx)
             reserve = s.seq > self._reserved.get(idx, 0)
-            if reserve or (changed and flush_totals):  # this commit writes the shard row
-                bound = s.seq + SEQ_BLOCK if reserve else self._reserved.get(idx, 0)
-                b.shards.append((idx, bound, *totals))
-                taken.totals_flushed |= changed
-            elif changed:
-                self._totals_pending.add(idx)
+            if reserve or flush_totals:
+                totals = _totals(s)
+                changed = totals != self._stored_totals.get(idx)
+                if reserve or changed:  # this commit writes the shard row
+                    bound = s.seq + SEQ_BLOCK if reserve else self._reserved.get(idx, 0)
+                    b.shards.append((idx, bound, *totals))
+                    taken.totals_flushed |= changed
+            else:
+                self._totals_pending.add(idx)  # compared with the stored ones when due
             if not (dirty or s.dirty_queues or s.dirty_crons):
                 continue
             s.dirty = set()
