@@ -1,8 +1,8 @@
 """One commit: a `Batch` of changed rows written as one pipeline, one transaction.
 
 The writer (shard.persistence.writer) builds a `Batch` on the trio thread from the shards' dirty
-sets and hands it to `write`, which sends the statements the batch needs (sql/queries.sql) in one
-pipeline ending in one Sync over the trio-native connection (shard.persistence.pgwire):
+sets; `build` turns it into the statements the batch needs (sql/queries.sql), one pipeline
+ending in one Sync, for the trio-native connection (shard.persistence.pgwire) to send:
 PostgreSQL runs everything before a Sync as one implicit transaction, so a commit is one round
 trip and all or nothing.
 
@@ -91,32 +91,25 @@ class Batch:
         return [(row[0], row[1], tuple(row[2:])) for row in self.shards]
 
 
-async def write(conn: Connection, b: Batch) -> None:
-    """One transaction: after it returns, every change in `b` is durable."""
-    p = build(conn, b)
-    if p:
-        await conn.run(p)
-
-
 def build(conn: Connection, b: Batch) -> Pipeline:
     """The pipeline that writes `b` (empty if there is nothing to write)."""
     p = conn.pipeline()
     if len(b.jobs) + len(b.done) <= SMALL_BATCH_ROWS:
-        _put(p, "gone_jobs", [(i,) for i in b.gone_jobs])
-        _put(p, "gone_done", [(i,) for i in b.gone_done])
-        _put(p, "put_jobs", b.jobs)
-        _put(p, "put_done", b.done)
+        _put(p, "gone_jobs", [b.gone_jobs])
+        _put(p, "gone_done", [b.gone_done])
+        _put(p, "put_jobs", _columns(b.jobs))
+        _put(p, "put_done", _columns(b.done))
     else:
-        _put(p, "gone_jobs", [(i,) for i in b.gone_jobs + b.stored_jobs])
-        _put(p, "gone_done", [(i,) for i in b.gone_done + b.stored_done])
+        _put(p, "gone_jobs", [b.gone_jobs + b.stored_jobs])
+        _put(p, "gone_done", [b.gone_done + b.stored_done])
         if b.jobs:
             p.copy_in(q("copy_jobs"), copy_job_rows(b.jobs))
         if b.done:
             p.copy_in(q("copy_done"), copy_rows(DONE_TYPES, b.done))
-    _put(p, "put_queues", b.queues)
-    _put(p, "put_crons", b.crons)
-    _put(p, "gone_crons", [(n,) for n in b.cron_deletes])
-    _put(p, "put_shards", b.shards)
+    _put(p, "put_queues", _columns(b.queues))
+    _put(p, "put_crons", _columns(b.crons))
+    _put(p, "gone_crons", [b.cron_deletes])
+    _put(p, "put_shards", _columns(b.shards))
     return p
 
 
@@ -140,11 +133,15 @@ def copy_job_rows(rows: Sequence[tuple[Any, ...]]) -> bytes:
     return b"".join(out)
 
 
-def _put(p: Pipeline, name: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Add statement `name` with `rows` bound as parallel arrays (nothing if no rows)."""
-    if not rows:
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[Sequence[Any]]:
+    """Rows as the parallel arrays `unnest` takes."""
+    return list(zip(*rows, strict=True))
+
+
+def _put(p: Pipeline, name: str, columns: list[Sequence[Any]]) -> None:
+    """Add statement `name` with its parallel arrays (nothing if they are empty)."""
+    if not columns or not columns[0]:
         return
     types = _ARRAYS[name]
-    columns = zip(*rows, strict=True)
     args = [encode_array(t, col) for t, col in zip(types, columns, strict=True)]
     p.execute(q(name), [t.array_oid for t in types], args)

@@ -28,6 +28,7 @@ caller reconnects.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import hashlib
 import hmac
@@ -320,10 +321,10 @@ class Connection:
         if sock is None:
             return
         trio.lowlevel.notify_closing(sock)
-        try:
-            sock.send(_msg(b"X", b""))  # Terminate: the server ends the session at once
-        except OSError:
-            pass  # already gone: closing is all that is left to do
+        # Terminate lets the server end the session at once; if the socket is already dead
+        # there is nobody to tell, and closing it is all that is left to do.
+        with contextlib.suppress(OSError):
+            sock.send(_msg(b"X", b""))
         sock.close()
 
     # -------------------------------------------------------- statements
@@ -341,12 +342,15 @@ class Connection:
         """Send what the socket takes at once, without waiting: a caller on the hot path (a
         request that finds no commit in flight) puts its commit on the wire immediately and
         leaves the rest, and the reply, to `finish`. One pipeline at a time."""
+        self._start(pipeline.build(), list(pipeline.parsing.items()))
+
+    def _start(self, message: bytes, parsing: list[tuple[str, str]]) -> None:
         sock = self._sock
         if sock is None:
             raise PgConnectionError("connection closed")
         if self._unsent is not None or self._parsing is not None:
             raise RuntimeError("a pipeline is already in flight")
-        data = memoryview(pipeline.build())
+        data = memoryview(message)
         try:
             sent = sock.send(data)
         except BlockingIOError:
@@ -355,7 +359,7 @@ class Connection:
             self.close()
             raise PgConnectionError(f"send failed: {e}") from e
         self._unsent = data[sent:] if sent < len(data) else None
-        self._parsing = list(pipeline.parsing.items())
+        self._parsing = parsing
 
     async def finish(self) -> None:
         """Complete the pipeline `start` began: the rest of it, then its reply."""
@@ -395,20 +399,8 @@ class Connection:
 
     async def simple(self, sql: str) -> None:
         """A simple-protocol query whose results are not needed (`SELECT 1` as a ping)."""
-        try:
-            await self._send(_msg(b"Q", _cstr(sql)))
-            error: PgError | None = None
-            while True:
-                kind, body = await self._read_message()
-                if kind == b"E":
-                    error = error or PgError(_fields(body))
-                elif kind == b"Z":
-                    break
-        except BaseException:
-            self.close()
-            raise
-        if error is not None:
-            raise error
+        self._start(_msg(b"Q", _cstr(sql)), [])
+        await self.finish()
 
     # -------------------------------------------------------- startup
 

@@ -42,6 +42,7 @@ settings, counters, and each shard's id sequence, so ids are never reused).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("magicqueue.persistence")
 
-COMMIT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 2.0
 STARTUP_WAIT_S = 30.0  # how long a starting worker waits for the database to appear
@@ -72,9 +72,7 @@ TICK_S = 0.5  # how often the commit timeout and the counters' flush are checked
 
 
 class Persistence:
-    def __init__(
-        self, host: ShardHost, dsn: str, commit_timeout_s: float = COMMIT_TIMEOUT_S
-    ) -> None:
+    def __init__(self, host: ShardHost, dsn: str, commit_timeout_s: float) -> None:
         self.host = host
         self.store = Store(dsn)
         self.bridge = AsyncioThread(f"asyncpg-{min(host.shards, default=0)}")
@@ -95,7 +93,7 @@ class Persistence:
         self._totals_written_at = 0.0  # trio clock
         self._totals_pending: set[int] = set()  # shards whose changed counters wait
         self._flight: _Flight | None = None  # the commit on the wire
-        self.commit_timeout_s = commit_timeout_s
+        self.commit_timeout_s = commit_timeout_s  # COMMIT_TIMEOUT_MS (cluster.config)
         self._scope = trio.CancelScope()  # the writer's; `_tick` cancels a commit that hangs
         self._stopping = False
         self._stopped = trio.Event()
@@ -346,7 +344,8 @@ class Persistence:
         for s in self.host.shards.values():
             dirty = s.dirty
             idx = s.index
-            if not (dirty or s.dirty_queues or s.dirty_crons or idx in pending):
+            changed_any = bool(dirty or s.dirty_queues or s.dirty_crons)
+            if not (changed_any or idx in pending):
                 continue  # counters only change with a job, and a changed job is dirty
             reserve = s.seq > self._reserved.get(idx, 0)
             if reserve or flush_totals:
@@ -358,7 +357,7 @@ class Persistence:
                     taken.totals_flushed |= changed
             else:
                 self._totals_pending.add(idx)  # compared with the stored ones when due
-            if not (dirty or s.dirty_queues or s.dirty_crons):
+            if not changed_any:
                 continue
             s.dirty = set()
             dq, s.dirty_queues = s.dirty_queues, set()
@@ -406,20 +405,14 @@ class Persistence:
             s.dirty_crons |= dc
 
 
+@dataclass(slots=True)
 class _Flight:
-    __slots__ = ("batch", "started", "taken", "waiters")
+    """The commit on the wire: whose replies wait for it, what it writes, since when."""
 
-    def __init__(
-        self,
-        waiters: list[Pending[QueueError | None]],
-        batch: Batch,
-        taken: _Taken,
-        started: float,
-    ) -> None:
-        self.waiters = waiters
-        self.batch = batch
-        self.taken = taken
-        self.started = started
+    waiters: list[Pending[QueueError | None]]
+    batch: Batch
+    taken: _Taken
+    started: float
 
 
 class _Taken:
