@@ -44,9 +44,6 @@ class Handoff:
         self.node = node
         self.out: dict[int, socket.socket] = {}
         self.locks: dict[int, trio.Lock] = {}
-        self.sent = 0
-        self.received = 0
-        self.failed = 0
 
     def path(self, i: int) -> str:
         return os.path.join(self.node.config.run_dir, f"hand-{i}.sock")
@@ -66,7 +63,6 @@ class Handoff:
                     out.connect(self.path(target))
                 except OSError:
                     out.close()
-                    self.failed += 1
                     return False
                 out.setblocking(False)
                 self.out[target] = out
@@ -76,7 +72,6 @@ class Handoff:
                 while True:
                     try:
                         out.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-                        self.sent += 1
                         return True
                     except BlockingIOError:
                         await trio.lowlevel.wait_writable(out)
@@ -84,7 +79,6 @@ class Handoff:
                         log.info("handoff to worker %d failed (%s); forwarding", target, e)
                         self._drop(target)
                         break
-            self.failed += 1
             return False
 
     def _drop(self, target: int) -> None:
@@ -154,7 +148,6 @@ class Handoff:
                     log.error("handoff: undecodable message")
                     continue
                 client = socket.socket(fileno=fds[0])
-                self.received += 1
                 self.node.spawn_client(client, bytes(buffered), bool(authed))
         finally:
             trio.lowlevel.notify_closing(conn)
