@@ -273,3 +273,11 @@ def temp_socket_path() -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         os.rmdir(d)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now, on 127.0.0.1 (for servers that need one up front)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Cluster
+from tests.harness import Cluster, free_port
 from tests.integration.conftest import Names
 from tests.integration.http_support import Http, job_owner
 
@@ -97,13 +97,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prometheus_value(http: Http, name: str) -> float:

@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from shard.persistence.pgwire import Connection, PgConnectionError, parse_dsn
+from tests.harness import free_port
 
 BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 HBA = """\
@@ -37,12 +37,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[int, str]]:
     """(port, socket directory) of a password-checking PostgreSQL."""
@@ -50,7 +44,7 @@ def server() -> Iterator[tuple[int, str]]:
     root = Path(tempfile.mkdtemp(prefix="mq-pgauth-"))
     pg = pwd.getpwnam("postgres")
     os.chown(root, pg.pw_uid, pg.pw_gid)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     # Run as the postgres user directly (not through runuser/su, which would stand between
     # us and the server's pid and not pass our signal on).
